@@ -1,0 +1,3 @@
+from orch_mcp.cli.main import main
+
+raise SystemExit(main())

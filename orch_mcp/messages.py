@@ -1,0 +1,181 @@
+"""The four message types agents exchange, as pydantic models, and `parse_message` to read any of them.
+
+Every way a message can be bad (not JSON, not an object, unknown `type`, missing or ill-typed
+fields) raises `MessageError`, whose text names the problem.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from typing import Annotated, Any, Literal, TypeAlias
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+from typing_extensions import Self
+
+from .errors import MessageError
+from .utils import new_id, utc_now
+
+ChildId = Annotated[int, Field(ge=1, strict=True)]
+ReportStatus = Literal["done", "failed"]
+
+
+class BaseMessage(BaseModel):
+    """Fields every message has."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    type: str
+    message_id: str = Field(min_length=1)
+    session_id: str
+    created_at: datetime
+
+    @field_validator("created_at")
+    @classmethod
+    def _utc(cls, value: datetime) -> datetime:
+        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+    @classmethod
+    def _new(cls, **fields: Any) -> Self:
+        try:
+            return cls(message_id=new_id(), created_at=utc_now(), **fields)
+        except ValidationError as exc:
+            raise MessageError(_describe(exc, cls.__name__)) from None
+
+    def to_json(self) -> str:
+        """The message as compact JSON text."""
+        return self.model_dump_json()
+
+    def to_dict(self) -> dict[str, Any]:
+        """The message as a JSON-compatible dict."""
+        return self.model_dump(mode="json")
+
+
+class TaskMessage(BaseMessage):
+    """Parent -> child: a piece of work."""
+
+    type: Literal["task"] = "task"
+    task_id: str = Field(min_length=1)
+    child_id: ChildId
+    prompt: str = Field(min_length=1)
+    context: dict[str, Any] = Field(default_factory=dict)
+    priority: Annotated[int, Field(strict=True)] = 0
+
+    @classmethod
+    def create(
+        cls,
+        prompt: str,
+        session_id: str,
+        child_id: int,
+        context: dict[str, Any] | None = None,
+        priority: int = 0,
+        task_id: str | None = None,
+    ) -> TaskMessage:
+        """A new task with fresh message and task ids."""
+        return cls._new(
+            prompt=prompt,
+            session_id=session_id,
+            child_id=child_id,
+            context=context or {},
+            priority=priority,
+            task_id=task_id or new_id(),
+        )
+
+
+class ReportMessage(BaseMessage):
+    """Child -> parent: the outcome of a task."""
+
+    type: Literal["report"] = "report"
+    task_id: str = Field(min_length=1)
+    child_id: ChildId
+    status: ReportStatus = "done"
+    result: str = ""
+    error: str | None = None
+
+    @classmethod
+    def create(
+        cls,
+        task_id: str,
+        session_id: str,
+        child_id: int,
+        result: str = "",
+        status: ReportStatus = "done",
+        error: str | None = None,
+    ) -> ReportMessage:
+        """A new report for `task_id`."""
+        return cls._new(
+            task_id=task_id, session_id=session_id, child_id=child_id, result=result, status=status, error=error
+        )
+
+
+class ShutdownMessage(BaseMessage):
+    """Parent -> child (or all children when `child_id` is None): stop after this."""
+
+    type: Literal["shutdown"] = "shutdown"
+    child_id: ChildId | None = None
+    reason: str | None = None
+
+    @classmethod
+    def create(cls, session_id: str, child_id: int | None = None, reason: str | None = None) -> ShutdownMessage:
+        """A new shutdown order."""
+        return cls._new(session_id=session_id, child_id=child_id, reason=reason)
+
+
+class StatusMessage(BaseMessage):
+    """Anyone -> monitor: an agent or task changed state."""
+
+    type: Literal["status"] = "status"
+    child_id: ChildId | None = None
+    state: str = Field(min_length=1)
+    task_id: str | None = None
+    detail: str | None = None
+
+    @classmethod
+    def create(
+        cls,
+        session_id: str,
+        state: str,
+        child_id: int | None = None,
+        task_id: str | None = None,
+        detail: str | None = None,
+    ) -> StatusMessage:
+        """A new status notice."""
+        return cls._new(session_id=session_id, state=state, child_id=child_id, task_id=task_id, detail=detail)
+
+
+Message: TypeAlias = TaskMessage | ReportMessage | ShutdownMessage | StatusMessage
+MESSAGE_TYPES: dict[str, type[BaseMessage]] = {
+    "task": TaskMessage,
+    "report": ReportMessage,
+    "shutdown": ShutdownMessage,
+    "status": StatusMessage,
+}
+_ADAPTER: TypeAdapter[Message] = TypeAdapter(Annotated[Message, Field(discriminator="type")])
+
+
+def parse_message(text: str | bytes) -> Message:
+    """Read a message from JSON text, choosing the class by its `type`; raise MessageError if it is bad."""
+    try:
+        data = json.loads(text)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise MessageError(f"message is not valid JSON ({exc.__class__.__name__}: {exc})") from None
+    if not isinstance(data, dict):
+        raise MessageError(f"message must be a JSON object, got {type(data).__name__}")
+    kind = data.get("type")
+    if kind not in MESSAGE_TYPES:
+        known = ", ".join(MESSAGE_TYPES)
+        if kind is None:
+            raise MessageError(f"message has no 'type' field; it must be one of: {known}")
+        raise MessageError(f"unknown message type {kind!r}; it must be one of: {known}")
+    try:
+        return _ADAPTER.validate_python(data)
+    except ValidationError as exc:
+        raise MessageError(_describe(exc, f"{kind} message")) from None
+
+
+def _describe(exc: ValidationError, what: str) -> str:
+    problems = []
+    for err in exc.errors(include_url=False):
+        where = ".".join(str(p) for p in err["loc"] if p not in MESSAGE_TYPES) or "message"
+        problems.append("missing field " + repr(where) if err["type"] == "missing" else f"{where}: {err['msg']}")
+    return f"invalid {what}: " + "; ".join(problems)

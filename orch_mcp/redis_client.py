@@ -1,0 +1,115 @@
+"""Creating the (async) Redis client, turning Redis failures into the project's errors, sliced blocking waits."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
+
+import redis.asyncio as aioredis
+import redis.exceptions as rexc
+
+from .config import RedisConfig, get_default_config
+from .errors import ConfigError, RedisUnavailableError
+
+T = TypeVar("T")
+
+#: The longest single blocking command; a wait longer than this is several commands in a row, so a
+#: socket timeout never fires mid-wait and a dead connection is noticed within one slice.
+MAX_BLOCK_SLICE_S = 5.0
+
+if TYPE_CHECKING:
+    # redis-py annotates every reply as `bytes | str` (and blocking timeouts as int) whatever
+    # decode_responses says; the client is typed loosely so the checker stays useful elsewhere.
+    Redis: TypeAlias = Any
+else:
+    Redis = aioredis.Redis
+START_HINT = "start it with `orch-mcp redis start` (or `docker compose up -d`), or point REDIS_URL at a running server"
+
+
+def resolve_config(
+    config: RedisConfig | None = None,
+    *,
+    url: str | None = None,
+    host: str | None = None,
+    port: int | None = None,
+    db: int | None = None,
+    password: str | None = None,
+) -> RedisConfig:
+    """The config to use: `config` (or the environment's) with the seed's keyword arguments applied."""
+    base = config if config is not None else get_default_config()
+    return base.with_overrides(url=url, host=host, port=port, db=db, password=password)
+
+
+def create_client(
+    config: RedisConfig | None = None,
+    *,
+    url: str | None = None,
+    host: str | None = None,
+    port: int | None = None,
+    db: int | None = None,
+    password: str | None = None,
+) -> Redis:
+    """An asyncio Redis client (redis-py, hiredis parser, str replies) for `config` or the environment."""
+    cfg = resolve_config(config, url=url, host=host, port=port, db=db, password=password)
+    return aioredis.Redis.from_url(
+        cfg.redis_url,
+        decode_responses=True,
+        socket_timeout=cfg.socket_timeout,
+        socket_connect_timeout=min(cfg.socket_timeout, 3.0),
+        health_check_interval=30,
+    )
+
+
+def block_slice(config: RedisConfig) -> float:
+    """How long one blocking command may wait: well under the socket timeout, at most MAX_BLOCK_SLICE_S."""
+    return max(0.05, min(MAX_BLOCK_SLICE_S, config.socket_timeout / 2))
+
+
+async def sliced_wait(
+    attempt: Callable[[float], Awaitable[T | None]], timeout: float | None, slice_s: float
+) -> T | None:
+    """Call `attempt(seconds)` in slices until it returns a value or `timeout` passes (None or 0: forever)."""
+    deadline = None if not timeout else time.monotonic() + timeout
+    while True:
+        step = slice_s
+        if deadline is not None:
+            step = min(step, deadline - time.monotonic())
+            if step <= 0.001:
+                return None
+        result = await attempt(max(step, 0.01))
+        if result is not None:
+            return result
+        if deadline is not None and time.monotonic() >= deadline:
+            return None
+
+
+def unreachable_message(config: RedisConfig, exc: BaseException) -> str:
+    """The sentence a user or model sees when Redis cannot be reached."""
+    return f"Redis at {config.display_url} is unreachable: {exc}; {START_HINT}"
+
+
+def translate(config: RedisConfig, exc: BaseException) -> Exception | None:
+    """The project error for a redis-py exception, or None if it is not one to translate."""
+    if isinstance(exc, rexc.AuthenticationError | rexc.AuthorizationError):
+        return ConfigError(
+            f"Redis at {config.display_url} refused the credentials: {exc}; fix REDIS_PASSWORD or the URL"
+        )
+    if isinstance(exc, rexc.ConnectionError | rexc.TimeoutError | ConnectionError | OSError):
+        return RedisUnavailableError(unreachable_message(config, exc))
+    if isinstance(exc, rexc.ResponseError) and "NOAUTH" in str(exc):
+        return ConfigError(f"Redis at {config.display_url} needs a password: set REDIS_PASSWORD or put it in the URL")
+    return None
+
+
+@contextmanager
+def redis_errors(config: RedisConfig) -> Iterator[None]:
+    """Re-raise redis-py connection and auth failures as the project's errors."""
+    try:
+        yield
+    except (rexc.RedisError, OSError) as exc:
+        mapped = translate(config, exc)
+        if mapped is None:
+            raise
+        raise mapped from exc

