@@ -33,6 +33,7 @@ class AsyncParent:
         self.max_message_bytes = max_message_bytes
         self.slice_s = slice_s
         self._unacked: str | None = None
+        self._hint = delivery.InflightHint()
 
     async def send_task(self, child_id: int, prompt: str, context: dict[str, Any] | None = None,
                         priority: int = 0) -> TaskMessage:  # fmt: skip
@@ -43,12 +44,17 @@ class AsyncParent:
     async def wait_for_report(self, timeout: float | None, on_slice: OnSlice | None = None) -> ReportMessage | None:
         """The next report, or None after `timeout` s; the previous one is acknowledged now."""
         found = await delivery.take_report(self.r, self.session, timeout, ack=self._unacked, slice_s=self.slice_s,
-                                           on_slice=on_slice)  # fmt: skip
+                                           on_slice=on_slice, hint=self._hint)  # fmt: skip
         self._unacked = None
         if found is None:
             return None
         report, self._unacked = found
         return report
+
+    def redeliver_last(self) -> None:
+        """Keep the last report unacknowledged: it never reached the caller, so the next wait returns it again."""
+        self._unacked = None
+        self._hint.empty = False  # the in-flight list holds that report: the next wait must read it
 
     async def get_task(self, task_id: str) -> TaskRecord:
         """A task's record."""
@@ -75,6 +81,7 @@ class AsyncChild:
         self.slice_s = slice_s
         self.token = delivery.presence_token()
         self.claimed = False
+        self._hint = delivery.InflightHint()
 
     async def claim(self) -> None:
         """Claim (or renew) this child id; ConflictError if another live process serves it."""
@@ -101,13 +108,13 @@ class AsyncChild:
     ) -> TaskMessage | ShutdownMessage | None:
         """The next task (an unreported one first) or a shutdown; None after `timeout` s."""
         return await delivery.take_task(self.r, self.session, self.child_id, timeout, slice_s=self.slice_s,
-                                        on_slice=on_slice)  # fmt: skip
+                                        on_slice=on_slice, hint=self._hint)  # fmt: skip
 
     async def report(self, task_id: str, result: str, status: ReportStatus = "done",
                      error: str | None = None) -> ReportOutcome:  # fmt: skip
         """Record the result of a task and queue the report for the parent."""
         return await delivery.report_task(self.r, self.session, self.child_id, task_id, result, status, error,
-                                          max_bytes=self.max_message_bytes)  # fmt: skip
+                                          max_bytes=self.max_message_bytes, hint=self._hint)  # fmt: skip
 
 
 async def find_session(

@@ -77,6 +77,7 @@ class EmbeddedRedis:
         self.data_dir = Path(data_dir)
         self.appendonly = appendonly
         self.process: subprocess.Popen[bytes] | None = None
+        self._follower: threading.Thread | None = None
 
     @property
     def url(self) -> str:
@@ -98,17 +99,23 @@ class EmbeddedRedis:
         """Start the server and return once it logs that it accepts connections (or raise within `timeout`)."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE)
-        ready = threading.Event()
+        ready, accepting = threading.Event(), threading.Event()
         log: deque[str] = deque(maxlen=20)
-        threading.Thread(target=self._follow_log, args=(self.process, ready, log), daemon=True).start()
-        if not ready.wait(timeout) or self.process.poll() is not None:
+        self._follower = threading.Thread(
+            target=self._follow_log, args=(self.process, ready, accepting, log), daemon=True
+        )
+        self._follower.start()
+        # `ready` is also set at EOF (the server exited, maybe not yet reaped): only `accepting` means it is up.
+        if not ready.wait(timeout) or not accepting.is_set() or self.process.poll() is not None:
             self.stop()
             tail = " | ".join(line for line in log if line)[-600:]
             raise RedisUnavailableError(f"redis-server did not start within {timeout:g} s: {tail}")
         return self
 
     @staticmethod
-    def _follow_log(process: subprocess.Popen[bytes], ready: threading.Event, log: deque[str]) -> None:
+    def _follow_log(
+        process: subprocess.Popen[bytes], ready: threading.Event, accepting: threading.Event, log: deque[str]
+    ) -> None:
         # The server's own "Ready to accept connections" line is the readiness event; the rest of
         # its log is drained so the pipe never fills. EOF (the server exited) also wakes start().
         assert process.stdout is not None
@@ -116,6 +123,7 @@ class EmbeddedRedis:
             line = raw.decode(errors="replace").strip()
             log.append(line)
             if "ready to accept connections" in line.lower():
+                accepting.set()
                 ready.set()
         ready.set()
 
@@ -141,6 +149,11 @@ class EmbeddedRedis:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        if self._follower is not None:  # it reads the log pipe to EOF, which the exit has now sent
+            self._follower.join(timeout)
+            self._follower = None
+        if self.process is not None and self.process.stdout is not None:
+            self.process.stdout.close()  # left open, the pipe warns (ResourceWarning) when it is collected
         self.process = None
         if self._tmp is not None:
             self._tmp.cleanup()

@@ -157,12 +157,12 @@ def parse_message(text: str | bytes) -> Message:
     """Read a message from JSON text, choosing the class by its `type`; raise MessageError if it is bad."""
     try:
         data = json.loads(text)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError, over-long ints, deep nesting
         raise MessageError(f"message is not valid JSON ({exc.__class__.__name__}: {exc})") from None
     if not isinstance(data, dict):
         raise MessageError(f"message must be a JSON object, got {type(data).__name__}")
     kind = data.get("type")
-    if kind not in MESSAGE_TYPES:
+    if not isinstance(kind, str) or kind not in MESSAGE_TYPES:
         known = ", ".join(MESSAGE_TYPES)
         if kind is None:
             raise MessageError(f"message has no 'type' field; it must be one of: {known}")
@@ -170,12 +170,15 @@ def parse_message(text: str | bytes) -> Message:
     try:
         return _ADAPTER.validate_python(data)
     except ValidationError as exc:
-        raise MessageError(_describe(exc, f"{kind} message")) from None
+        raise MessageError(_describe(exc, f"{kind} message", tagged=True)) from None
 
 
-def _describe(exc: ValidationError, what: str) -> str:
+def _describe(exc: ValidationError, what: str, *, tagged: bool = False) -> str:
     problems = []
     for err in exc.errors(include_url=False):
-        where = ".".join(str(p) for p in err["loc"] if p not in MESSAGE_TYPES) or "message"
+        # Through the discriminated union every location starts with the tag (the type): drop just that,
+        # not every part that happens to equal a type name (a report's `status` field is one).
+        loc = err["loc"][1:] if tagged else err["loc"]
+        where = ".".join(str(p) for p in loc) or "message"
         problems.append("missing field " + repr(where) if err["type"] == "missing" else f"{where}: {err['msg']}")
     return f"invalid {what}: " + "; ".join(problems)

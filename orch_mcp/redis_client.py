@@ -11,7 +11,7 @@ import redis.asyncio as aioredis
 import redis.exceptions as rexc
 
 from .config import RedisConfig, get_default_config
-from .errors import ConfigError, RedisUnavailableError
+from .errors import ConfigError, OrchError, RedisUnavailableError
 
 T = TypeVar("T")
 
@@ -108,6 +108,8 @@ def redis_errors(config: RedisConfig) -> Iterator[None]:
     """Re-raise redis-py connection and auth failures as the project's errors."""
     try:
         yield
+    except OrchError:
+        raise
     except (rexc.RedisError, OSError) as exc:
         mapped = translate(config, exc)
         if mapped is None:

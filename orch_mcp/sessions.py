@@ -20,6 +20,14 @@ MAX_CHILDREN_LIMIT = 64
 # A session's keys get their TTL renewed at most this often per process (and always by the writes themselves).
 TOUCH_INTERVAL_S = 5.0
 _last_touch: dict[str, float] = {}
+_last_id_ms = 0
+
+
+def _normal_session_id() -> str:
+    """`<unix ms>-<pid>`, the ms made strictly increasing within this process so two ids never collide."""
+    global _last_id_ms
+    _last_id_ms = max(unix_ms(), _last_id_ms + 1)
+    return f"{_last_id_ms}-{os.getpid()}"
 
 
 class SessionConfig(BaseModel):
@@ -128,7 +136,11 @@ async def init_session(
         sid = validate_identifier(session_id, "session id") if session_id else new_id()
         full_prefix = summoner_prefix(sid)
     else:
-        sid = validate_identifier(session_id, "session id") if session_id else f"{unix_ms()}-{os.getpid()}"
+        sid = validate_identifier(session_id, "session id") if session_id else _normal_session_id()
+        if session_id:
+            taken = await r.hget(ns.sessions, sid)
+            if taken and await r.exists(SessionKeys(taken).config):
+                raise ConflictError(f"session {sid!r} already exists; omit session_id to get a fresh one")
         base = validate_identifier(prefix, "prefix") if prefix else f"{namespace}-{short_hostname()}"
         seq = await r.incr(ns.seq(base))
         full_prefix = normal_prefix(f"{base}-{seq:03d}")

@@ -1,0 +1,244 @@
+"""What every command shares: connection flags, one-line errors, exit codes, JSON output.
+
+Exit codes: 0 ok, 1 runtime error (Redis unreachable, session not found, blpop timeout…), 2 usage
+error. Errors are one line on stderr (`orch-mcp: <message>`), never a traceback for a user mistake
+or an unreachable Redis.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable
+from typing import Any, NoReturn
+
+import redis.exceptions as rexc
+
+from ..config import RedisConfig, get_default_config
+from ..connection import namespace_or_default
+from ..errors import OrchError
+from ..redis_client import translate
+from ..sessions import SessionConfig
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+def prog_name(command: str, module: str) -> str:
+    """`python -m orch_mcp.cli.rpush` when run as that module, else `orch-mcp rpush`."""
+    main_file = os.path.basename(sys.argv[0]) if sys.argv else ""
+    if main_file and main_file == module.rsplit(".", 1)[-1] + ".py":
+        return f"python -m {module}"
+    return f"orch-mcp {command}"
+
+
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors are one line on stderr (exit code 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: {message} (see `{self.prog} --help`)\n")
+
+
+def make_parser(prog: str, description: str, epilog: str | None = None) -> Parser:
+    """A parser with the project's error style; the epilog keeps its line breaks."""
+    return Parser(
+        prog=prog, description=description, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+
+
+def int_range(low: int, high: int | None = None) -> Callable[[str], int]:
+    """An argparse type: a whole number in low..high (a usage error otherwise)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(
+                f"{value} is out of range; use {low}..{high}" if high is not None else f"{value} is below {low}"
+            )
+        return value
+
+    return parse
+
+
+def seconds(text: str) -> float:
+    """An argparse type: a number of seconds, 0 or more."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"{text} is negative; use 0 or more seconds")
+    return value
+
+
+def add_connection_args(parser: argparse.ArgumentParser, *, namespace: bool = False, suppress: bool = False) -> None:
+    """--url/--redis-url, --host, --port, --db, --password (and --namespace): flags win over the environment.
+
+    With `suppress` the flags leave no default behind, so a subcommand can repeat them without
+    overwriting what was given before the subcommand name.
+    """
+    default: Any = argparse.SUPPRESS if suppress else None
+    group = parser.add_argument_group("Redis connection (flags win over REDIS_URL, REDIS_HOST, REDIS_PORT, …)")
+    group.add_argument(
+        "--url",
+        "--redis-url",
+        dest="url",
+        metavar="URL",
+        default=default,
+        help="redis://host:port/db, rediss:// for TLS or unix:///path (default: REDIS_URL)",
+    )
+    group.add_argument("--host", default=default, help="Redis host (default: REDIS_HOST or localhost)")
+    group.add_argument(
+        "--port", type=int_range(1, 65535), default=default, help="Redis port (default: REDIS_PORT or 6379)"
+    )
+    group.add_argument(
+        "--db", type=int_range(0), default=default, help="Redis database number (default: REDIS_DB or 0)"
+    )
+    group.add_argument("--password", default=default, help="Redis password (default: REDIS_PASSWORD)")
+    if namespace:
+        group.add_argument(
+            "--namespace",
+            default=default,
+            metavar="NS",
+            help="namespace of the sessions on this Redis (default: ORCH_NAMESPACE or orch)",
+        )
+
+
+def redis_config(args: argparse.Namespace) -> RedisConfig:
+    """The Redis settings: the environment's, with the connection flags applied."""
+    return get_default_config().with_overrides(
+        url=getattr(args, "url", None),
+        host=getattr(args, "host", None),
+        port=getattr(args, "port", None),
+        db=getattr(args, "db", None),
+        password=getattr(args, "password", None),
+    )
+
+
+def namespace(args: argparse.Namespace) -> str:
+    """The namespace: --namespace, else ORCH_NAMESPACE, else the default."""
+    return namespace_or_default(getattr(args, "namespace", None))
+
+
+def usage_error(prog: str, message: str) -> int:
+    """Print a usage error in argparse's one-line style and return exit code 2."""
+    print(f"{prog}: {message} (see `{prog} --help`)", file=sys.stderr, flush=True)
+    return EXIT_USAGE
+
+
+def fail(message: str) -> int:
+    """Print `orch-mcp: <message>` on stderr (one line) and return exit code 1."""
+    print(f"orch-mcp: {' '.join(message.split())}", file=sys.stderr, flush=True)
+    return EXIT_ERROR
+
+
+def note(message: str) -> None:
+    """A progress or status line for people, on stderr (stdout stays for results)."""
+    print(message, file=sys.stderr, flush=True)
+
+
+def printer(*, quiet: bool) -> Callable[[str], None]:
+    """A function printing a line to stdout, or doing nothing when `quiet` (e.g. with --json)."""
+
+    def say(text: str) -> None:
+        if not quiet:
+            print(text, flush=True)
+
+    return say
+
+
+def print_json(document: Any) -> None:
+    """One JSON document on one line of stdout."""
+    print(json.dumps(document, ensure_ascii=False, default=str), flush=True)
+
+
+def run(
+    parser: argparse.ArgumentParser,
+    handler: Callable[[argparse.Namespace], int],
+    argv: list[str] | None,
+    *,
+    interrupted: int = EXIT_INTERRUPTED,
+) -> int:
+    """Parse `argv`, call `handler(args)`, and turn every expected failure into an exit code and one line.
+
+    `interrupted` is the exit code for Ctrl+C (0 for commands that run until interrupted).
+    """
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help (0) or a usage error (2), already printed
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    try:
+        return handler(args)
+    except KeyboardInterrupt:
+        return interrupted
+    except OrchError as exc:
+        return fail(str(exc))
+    except BrokenPipeError:  # the reader went away (`| head`): stop quietly
+        _silence_stdout()
+        return EXIT_OK
+    except (rexc.RedisError, ConnectionError) as exc:
+        try:
+            cfg = redis_config(args)
+        except OrchError:
+            cfg = RedisConfig()
+        mapped = translate(cfg, exc)
+        return fail(str(mapped) if mapped is not None else f"Redis refused the command: {exc}")
+    except OSError as exc:
+        return fail(str(exc))
+
+
+def _silence_stdout() -> None:
+    # Python flushes stdout at exit; on a closed pipe that would print an error, so point it elsewhere.
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
+def session_text(session: SessionConfig, heading: str) -> str:
+    """A session for people: ids, queues, channels and streams, one per line."""
+    width = 16
+    lines = [heading]
+
+    def row(label: str, value: str) -> None:
+        lines.append(f"  {label:<{width}}{value}")
+
+    row("session id", session.session_id)
+    row("mode", f"{session.mode} ({session.max_children} children, TTL {session.ttl_s} s)")
+    row("prefix", session.prefix)
+    row("namespace", session.namespace)
+    for n, queue in session.task_queues.items():
+        row("task queues" if n == "1" else "", f"{n}: {queue}")
+    reports = sorted(set(session.report_queues.values()))
+    if len(reports) == 1:
+        row("report queue", reports[0])
+    else:
+        for n, queue in session.report_queues.items():
+            row("report queues" if n == "1" else "", f"{n}: {queue}")
+    row("status stream", session.status_stream)
+    if session.monitor_channel:
+        row("monitor channel", session.monitor_channel)
+    row("dead letters", session.dead_letters)
+    row("created", session.created_at)
+    return "\n".join(lines)
+
+
+def next_steps(session: SessionConfig) -> str:
+    """What to run after creating a session."""
+    sid = session.session_id
+    return "\n".join(
+        [
+            "next:",
+            f"  orch-mcp scenario chocobo --session-id {sid} --child-id 1   (children 1..{session.max_children})",
+            f'  orch-mcp scenario moogle --session-id {sid} --tasks "Task 1" "Task 2"',
+            f"  orch-mcp watch {sid}",
+        ]
+    )

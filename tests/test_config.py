@@ -1,0 +1,126 @@
+"""Settings: the seed's environment variables plus REDIS_URL, read only when asked; bad values name their variable."""
+
+from __future__ import annotations
+
+import pytest
+
+from orch_mcp.config import OrchConfig, RedisConfig, get_default_config
+from orch_mcp.connection import connection_config
+from orch_mcp.errors import ConfigError, OrchError
+
+
+def test_defaults_from_an_empty_environment() -> None:
+    cfg = get_default_config({})
+    assert (cfg.host, cfg.port, cfg.db, cfg.password) == ("localhost", 6379, 0, None)
+    assert (cfg.socket_timeout, cfg.default_ttl, cfg.url) == (10.0, 3600, None)
+    assert cfg.redis_url == "redis://localhost:6379/0"
+
+
+def test_seed_variables_are_read() -> None:
+    env = {
+        "REDIS_HOST": "redis",
+        "REDIS_PORT": "6380",
+        "REDIS_DB": "2",
+        "REDIS_PASSWORD": "s3cret",
+        "REDIS_TIMEOUT": "2.5",
+        "REDIS_TTL": "60",
+    }
+    cfg = get_default_config(env)
+    assert (cfg.host, cfg.port, cfg.db, cfg.password, cfg.socket_timeout, cfg.default_ttl) == (
+        "redis",
+        6380,
+        2,
+        "s3cret",
+        2.5,
+        60,
+    )
+    assert cfg.redis_url == "redis://:s3cret@redis:6380/2"
+    assert "s3cret" not in cfg.display_url and "***" in cfg.display_url
+
+
+@pytest.mark.parametrize("url", ["redis://h:1/0", "rediss://user:pw@h:6380/1", "unix:///tmp/redis.sock"])
+def test_redis_url_wins_over_host_and_port(url: str) -> None:
+    cfg = get_default_config({"REDIS_URL": url, "REDIS_HOST": "ignored", "REDIS_PORT": "1234"})
+    assert cfg.redis_url == url
+
+
+def test_environment_is_read_only_when_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REDIS_PORT", "7001")
+    first = get_default_config()
+    monkeypatch.setenv("REDIS_PORT", "7002")
+    assert (first.port, get_default_config().port) == (7001, 7002)
+
+
+def test_keyword_arguments_override_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REDIS_URL", "redis://from-env:1/0")
+    assert connection_config().redis_url == "redis://from-env:1/0"
+    # host= / port= (the seed's keywords) replace a URL taken from the environment; url= wins over all
+    assert connection_config(host="h", port=7).redis_url == "redis://h:7/0"
+    assert connection_config(url="redis://u:9/3", host="h").redis_url == "redis://u:9/3"
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "words"),
+    [
+        ("REDIS_PORT", "abc", "whole number"),
+        ("REDIS_PORT", "0", "out of range"),
+        ("REDIS_PORT", "70000", "out of range"),
+        ("REDIS_DB", "-1", "out of range"),
+        ("REDIS_DB", "x", "whole number"),
+        ("REDIS_TTL", "-5", "out of range"),
+        ("REDIS_TTL", "0", "out of range"),
+        ("REDIS_TTL", "1.5", "whole number"),
+        ("REDIS_TIMEOUT", "soon", "not a number"),
+        ("REDIS_TIMEOUT", "-1", "positive"),
+        ("REDIS_TIMEOUT", "0", "positive"),
+        ("ORCH_MAX_MESSAGE_BYTES", "0", "out of range"),
+        ("ORCH_MAX_MESSAGE_BYTES", "big", "whole number"),
+    ],
+)
+def test_bad_number_names_the_variable(name: str, value: str, words: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        OrchConfig.from_env({name: value})
+    message = str(info.value)
+    assert name in message and repr(value) in message and words in message
+
+
+@pytest.mark.parametrize(
+    ("url", "words"),
+    [
+        ("http://localhost:6379", "unsupported scheme"),
+        ("localhost:6379", "unsupported scheme"),
+        ("redis://localhost:notaport/0", "not a valid URL"),
+        ("redis:///0", "names no host"),
+        ("unix://", "names no socket path"),
+    ],
+)
+def test_bad_redis_url_names_the_variable(url: str, words: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        get_default_config({"REDIS_URL": url})
+    assert "REDIS_URL" in str(info.value) and words in str(info.value)
+
+
+@pytest.mark.parametrize("namespace", ["a b", "team*", "{x}", "q?", "[a]", "x" * 129])
+def test_bad_namespace_names_the_variable(namespace: str) -> None:
+    with pytest.raises(ConfigError, match="ORCH_NAMESPACE"):
+        OrchConfig.from_env({"ORCH_NAMESPACE": namespace})
+
+
+def test_orch_config_from_env() -> None:
+    cfg = OrchConfig.from_env({"ORCH_NAMESPACE": "team-a", "ORCH_MAX_MESSAGE_BYTES": "2048", "REDIS_PORT": "7"})
+    assert (cfg.namespace, cfg.max_message_bytes, cfg.redis.port) == ("team-a", 2048, 7)
+    assert OrchConfig.from_env({}).namespace == "orch"
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"port": 0}, {"port": 65536}, {"db": -1}, {"socket_timeout": 0}, {"default_ttl": -1}, {"url": "ftp://x"}],
+)
+def test_constructor_refuses_bad_values(kwargs: dict[str, object]) -> None:
+    with pytest.raises(ConfigError):
+        RedisConfig(**kwargs)  # type: ignore[arg-type]
+
+
+def test_config_errors_are_orch_errors() -> None:
+    with pytest.raises(OrchError):
+        get_default_config({"REDIS_PORT": "abc"})

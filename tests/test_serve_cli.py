@@ -1,0 +1,246 @@
+"""`orch-mcp serve`: flags and their environment twins, one-line usage errors, stdio and streamable HTTP."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from anyio.streams.text import TextReceiveStream
+from mcp import Client
+from mcp_helpers import error, ok, serve_params
+
+from orch_mcp.embedded import free_port
+from orch_mcp.redis_client import Redis
+from orch_mcp.serve import UsageError, parse_settings
+from orch_mcp.sessions import init_session
+
+CLEAN_ENV = {k: v for k, v in os.environ.items() if not k.startswith(("ORCH_", "REDIS_"))}
+
+
+def run_serve(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "orch_mcp", "serve", *args],
+        env={**CLEAN_ENV, **(env or {})},
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "message"),
+    [
+        ([], {}, "no role given: pass --role summoner, --role moogle or --role chocobo (or set ORCH_ROLE)"),
+        (["--role", "wizard"], {}, "unknown role 'wizard': use --role summoner, moogle or chocobo"),
+        (["--role", "chocobo"], {}, "a chocobo needs its child id: pass --child-id N (or set ORCH_CHILD_ID)"),
+        ([], {"ORCH_ROLE": "chocobo"}, "a chocobo needs its child id"),
+        (["--role", "chocobo", "--child-id", "two"], {}, "--child-id (ORCH_CHILD_ID) must be a whole number 1 or more"),
+        (["--role", "chocobo"], {"ORCH_CHILD_ID": "0"}, "must be a whole number 1 or more, got '0'"),
+        (["--role", "moogle", "--url", "http://localhost"], {}, "--redis-url='http://localhost' has an unsupported"),
+        (["--role", "moogle"], {"REDIS_URL": "localhost:6379"}, "REDIS_URL='localhost:6379' has an unsupported scheme"),
+        (["--role", "moogle", "--redis-url", "redis://:x"], {}, "is not a valid URL"),
+        (
+            ["--role", "moogle", "--http-port", "70000"],
+            {},
+            "--http-port (ORCH_HTTP_PORT) must be a whole number 1..65535",
+        ),
+        (["--role", "moogle"], {"ORCH_TRANSPORT": "carrier-pigeon"}, "unknown transport 'carrier-pigeon'"),
+        (["--role", "moogle", "--namespace", "a b"], {}, "invalid namespace 'a b'"),
+        (["--role", "moogle", "--session-id", "*"], {}, "invalid session id '*'"),
+        (["--role", "moogle"], {"REDIS_PORT": "lots"}, "REDIS_PORT='lots' is not a whole number"),
+        (["--role", "moogle", "--verbose"], {}, "unrecognized arguments: --verbose"),
+        (["--role"], {}, "argument --role: expected one argument"),
+    ],
+)
+def test_usage_errors_exit_2_with_one_line(args: list[str], env: dict[str, str], message: str) -> None:
+    done = run_serve(*args, env=env)
+    assert done.returncode == 2, done
+    assert done.stdout == ""
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("orch-mcp serve: ") and message in lines[0], lines[0]
+    assert lines[0].endswith("(see `orch-mcp serve --help`)")
+
+
+def test_help_lists_every_flag_and_its_variable() -> None:
+    done = run_serve("--help")
+    assert done.returncode == 0
+    for flag, var in [
+        ("--role", "ORCH_ROLE"),
+        ("--session-id", "ORCH_SESSION_ID"),
+        ("--child-id", "ORCH_CHILD_ID"),
+        ("--namespace", "ORCH_NAMESPACE"),
+        ("--redis-url", "REDIS_URL"),
+        ("--transport", "ORCH_TRANSPORT"),
+        ("--http-host", "ORCH_HTTP_HOST"),
+        ("--http-port", "ORCH_HTTP_PORT"),
+    ]:
+        assert flag in done.stdout and var in done.stdout
+    assert "--url" in done.stdout
+
+
+def test_environment_twins_and_defaults() -> None:
+    s = parse_settings([], {"ORCH_ROLE": "chocobo", "ORCH_CHILD_ID": "3", "REDIS_URL": "redis://db:6380/2"})
+    assert (s.role, s.child_id, s.session_id, s.namespace) == ("chocobo", 3, "current", "orch")
+    assert (s.transport, s.http_host, s.http_port) == ("stdio", "127.0.0.1", 8000)
+    assert s.orch.redis.redis_url == "redis://db:6380/2"
+    env = {
+        "ORCH_ROLE": "moogle",
+        "ORCH_SESSION_ID": "s1",
+        "ORCH_NAMESPACE": "team-a",
+        "ORCH_TRANSPORT": "http",
+        "ORCH_HTTP_HOST": "0.0.0.0",
+        "ORCH_HTTP_PORT": "9000",
+        "ORCH_MAX_MESSAGE_BYTES": "2048",
+        "REDIS_HOST": "cache",
+        "REDIS_PORT": "7000",
+    }
+    s = parse_settings([], env)
+    assert (s.role, s.session_id, s.namespace, s.transport, s.http_host, s.http_port) == (
+        "moogle",
+        "s1",
+        "team-a",
+        "http",
+        "0.0.0.0",
+        9000,
+    )
+    assert s.orch.redis.redis_url == "redis://cache:7000/0" and s.orch.max_message_bytes == 2048
+    assert s.child_id is None  # a child id only matters to a chocobo
+
+
+def test_flags_win_over_the_environment() -> None:
+    env = {
+        "ORCH_ROLE": "summoner",
+        "ORCH_NAMESPACE": "bad namespace",  # never read: the flag replaces it
+        "REDIS_URL": "not a url",  # never read either
+        "ORCH_CHILD_ID": "1",
+        "ORCH_HTTP_PORT": "1234",
+    }
+    argv = ["--role", "chocobo", "--child-id", "2", "--namespace", "ns", "--url", "unix:///tmp/r.sock"]
+    argv += ["--transport", "streamable-http", "--http-port", "4321", "--session-id", "abc"]
+    s = parse_settings(argv, env)
+    assert (s.role, s.child_id, s.namespace, s.session_id) == ("chocobo", 2, "ns", "abc")
+    assert s.orch.redis.redis_url == "unix:///tmp/r.sock"
+    assert (s.transport, s.http_port) == ("http", 4321)
+    with pytest.raises(UsageError, match="invalid namespace 'bad namespace'"):
+        parse_settings(["--role", "moogle"], {"ORCH_NAMESPACE": "bad namespace"})
+
+
+async def test_stdio_server_from_environment_only(env_for: dict[str, str]) -> None:
+    env = {**env_for, "ORCH_ROLE": "chocobo", "ORCH_CHILD_ID": "2"}
+    params = serve_params("chocobo", env)
+    params.args = ["-m", "orch_mcp", "serve"]  # no flags at all
+    with anyio.fail_after(20):
+        async with Client(params) as client:
+            assert client.server_info is not None and client.server_info.name == "orch-mcp chocobo 2"
+            assert {t.name for t in (await client.list_tools()).tools} == {"wait_for_task", "report"}
+            assert client.instructions is not None and "You are chocobo 2" in client.instructions
+
+
+async def test_a_server_whose_redis_is_down_starts_and_says_how_to_fix_it(env_for: dict[str, str]) -> None:
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    with anyio.fail_after(20):
+        async with Client(serve_params("moogle", env_for, "--url", url)) as client:
+            assert len((await client.list_tools()).tools) == 6
+            calls: list[tuple[str, dict[str, Any]]] = [
+                ("send_task", {"child_id": 1, "prompt": "x"}),
+                ("wait_for_report", {"timeout_s": 5}),
+            ]
+            for tool, args in calls:
+                with anyio.fail_after(5):
+                    message = error(await client.call_tool(tool, args))
+                assert (
+                    f"Redis at {url} is unreachable:" in message and "start it with `orch-mcp redis start`" in message
+                )
+
+
+async def test_streamable_http_transport(env_for: dict[str, str]) -> None:
+    port = free_port()
+    script = Path(sys.executable).parent / "orch-mcp"  # the console script, when installed next to this Python
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "orch_mcp"]
+    command += ["serve", "--role", "summoner", "--transport", "http", "--http-port", str(port)]
+    with anyio.fail_after(30):
+        async with await anyio.open_process(command, env=env_for, stdin=subprocess.DEVNULL) as process:
+            assert process.stderr is not None
+            log = ""
+            async for chunk in TextReceiveStream(process.stderr):
+                log += chunk
+                if f"Uvicorn running on http://127.0.0.1:{port}" in log:
+                    break
+            else:
+                pytest.fail(f"the HTTP server did not start: {log}")
+            try:
+                async with Client(f"http://127.0.0.1:{port}/mcp") as client:
+                    assert {t.name for t in (await client.list_tools()).tools} == {
+                        "init_session",
+                        "get_session",
+                        "list_sessions",
+                        "cleanup_session",
+                        "session_status",
+                    }
+                    assert ok(await client.call_tool("init_session", {"max_children": 2}))["max_children"] == 2
+                    assert ok(await client.call_tool("list_sessions", {}))["current"] is not None
+            finally:
+                process.terminate()
+                assert await process.wait() == 0
+
+
+async def test_sigterm_stops_a_stdio_chocobo_and_releases_its_claim(r: Redis, env_for: dict[str, str]) -> None:
+    session = await init_session(r, namespace="test", max_children=1)
+    command = [sys.executable, "-m", "orch_mcp", "serve", "--role", "chocobo", "--child-id", "1"]
+    messages = [
+        {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "test", "version": "0"}}},
+        {"jsonrpc": "2.0", "method": "notifications/initialized"},
+        {"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+         "params": {"name": "wait_for_task", "arguments": {"timeout_s": 0}}},
+    ]  # fmt: skip
+    with anyio.fail_after(30):
+        async with await anyio.open_process(command, env=env_for) as process:
+            assert process.stdin is not None and process.stdout is not None
+            await process.stdin.send("".join(json.dumps(m) + "\n" for m in messages).encode())
+            replies = TextReceiveStream(process.stdout)
+            received = ""
+            async for chunk in replies:
+                received += chunk
+                if '"id":2' in received.replace(" ", "") and received.endswith("\n"):
+                    break
+            assert '"status":"timeout"' in received.replace(" ", ""), received
+            assert await r.exists(session.keys.presence(1))
+            process.send_signal(signal.SIGTERM)
+            assert await process.wait() == 0
+    assert not await r.exists(session.keys.presence(1))
+
+
+def test_the_example_client_config_is_a_ready_team() -> None:
+    config = json.loads((Path(__file__).resolve().parents[1] / "claude_config.example.json").read_text())
+    servers = config["mcpServers"]
+    team = []
+    for entry in servers.values():
+        assert entry["command"] == "orch-mcp" and entry["args"][0] == "serve"
+        s = parse_settings(entry["args"][1:], entry["env"])
+        team.append((s.role, s.child_id, s.orch.redis.redis_url))
+    assert sorted(team, key=str) == sorted(
+        [("summoner", None, "redis://localhost:6379/0"), ("moogle", None, "redis://localhost:6379/0")]
+        + [("chocobo", n, "redis://localhost:6379/0") for n in (1, 2, 3)],
+        key=str,
+    )
+
+
+def test_the_dev_module_builds_its_server_from_the_environment() -> None:
+    code = "import orch_mcp.dev as d; print(d.server.name); print(len(d.server._tool_manager.list_tools()))"
+    for env, name, tools in [({}, "orch-mcp moogle", 6), ({"ORCH_ROLE": "chocobo"}, "orch-mcp chocobo 1", 2)]:
+        done = subprocess.run([sys.executable, "-c", code], env={**CLEAN_ENV, **env}, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.splitlines() == [name, str(tools)]
+    bad = subprocess.run([sys.executable, "-c", code], env={**CLEAN_ENV, "ORCH_ROLE": "bard"}, capture_output=True,
+                         text=True)  # fmt: skip
+    assert bad.returncode != 0 and "orch_mcp/dev.py: unknown role 'bard'" in bad.stderr
