@@ -42,7 +42,7 @@ class ChildView(BaseModel):
             since = f" for {self.working_for_s:.0f} s" if self.working_for_s is not None else ""
             return f"working on {self.in_flight_task[:8]}{since}"
         if self.state == "offline" and self.in_flight_task:
-            return f"offline (task {self.in_flight_task[:8]} in flight)"
+            return f"offline, {self.in_flight_task[:8]} in flight"
         return self.state
 
 
@@ -84,6 +84,8 @@ async def resolve_session(r: Redis, namespace: str, ref: str | None = None) -> S
     """The session named by `ref`: a session id, a prefix, or None / 'current' for the namespace's current one."""
     if ref is None or ref == "current":
         return await current_session(r, namespace=namespace)
+    if "{" in ref:  # a full prefix: `{myproject-host-001}` or `summoner:{<id>}`
+        return await load_session(r, namespace=namespace, prefix=ref)
     try:
         return await load_session(r, namespace=namespace, session_id=ref)
     except NotFoundError as by_id:

@@ -144,6 +144,11 @@ def note(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def plural(count: int, word: str, many: str | None = None) -> str:
+    """`1 child`, `3 children`, `2 tasks`."""
+    return f"{count} {word if count == 1 else (many or word + 's')}"
+
+
 def printer(*, quiet: bool) -> Callable[[str], None]:
     """A function printing a line to stdout, or doing nothing when `quiet` (e.g. with --json)."""
 
@@ -212,7 +217,7 @@ def session_text(session: SessionConfig, heading: str) -> str:
         lines.append(f"  {label:<{width}}{value}")
 
     row("session id", session.session_id)
-    row("mode", f"{session.mode} ({session.max_children} children, TTL {session.ttl_s} s)")
+    row("mode", f"{session.mode} ({plural(session.max_children, 'child', 'children')}, TTL {session.ttl_s} s)")
     row("prefix", session.prefix)
     row("namespace", session.namespace)
     for n, queue in session.task_queues.items():

@@ -75,7 +75,7 @@ def _child_row(child: ChildView, now: datetime) -> list[RenderableType]:
     return [
         str(child.child_id),
         Text(child.description, style=STATE_STYLE.get(child.state, "")),
-        _short(child.in_flight_prompt, 28),
+        Text(_short(child.in_flight_prompt, 40), no_wrap=True, overflow="ellipsis"),
         str(child.queue_depth),
         str(child.finished),
         _ago(child.last_seen, now),
@@ -88,26 +88,23 @@ def render(snap: SessionSnapshot, *, source: str = "", footer: str = "") -> Rend
     header = Text()
     header.append("session ", style="bold")
     header.append(snap.session_id, style="bold cyan")
-    header.append(
-        f"  {snap.mode} mode · {snap.max_children} children · prefix {snap.prefix} · namespace {snap.namespace}"
-    )
+    header.append(f" · {snap.mode} mode · {common.plural(snap.max_children, 'child', 'children')}")
+    header.append(f"\nprefix {snap.prefix} · namespace {snap.namespace}", style="dim")
     if not snap.alive:
         header.append("\nthis session no longer exists (cleaned up or expired)", style="bold red")
-    elif snap.ttl_left_s is not None:
-        header.append(f" · expires in {snap.ttl_left_s} s if idle", style="dim")
-    if source:
-        header.append(f"\n{source}", style="dim")
+    details = [source] if source else []
+    if snap.alive and snap.ttl_left_s is not None:
+        details.append(f"expires in {snap.ttl_left_s} s if idle")
+    if details:
+        header.append("\n" + " · ".join(details), style="dim")
 
     children = Table(box=box.SIMPLE_HEAD, pad_edge=False, expand=False)
-    for name, justify in (
-        ("child", "right"),
-        ("state", "left"),
-        ("task", "left"),
-        ("queue", "right"),
-        ("done", "right"),
-        ("last seen", "left"),
-    ):
-        children.add_column(name, justify=justify)  # type: ignore[arg-type]
+    children.add_column("child", justify="right", no_wrap=True)
+    children.add_column("state", no_wrap=True)
+    children.add_column("task", min_width=8)
+    children.add_column("queue", justify="right", no_wrap=True)
+    children.add_column("done", justify="right", no_wrap=True)
+    children.add_column("last seen", no_wrap=True)
     for child in snap.children:
         children.add_row(*_child_row(child, now))
 
@@ -134,7 +131,7 @@ def render(snap: SessionSnapshot, *, source: str = "", footer: str = "") -> Rend
                 _short(event.detail, 40),
             )
         parts.append(events)
-    else:
+    elif snap.last_event_id is None:
         parts.append(Text("no events yet", style="dim"))
     if footer:
         parts.append(Text(footer, style="dim"))

@@ -58,12 +58,15 @@ def handle(args: argparse.Namespace) -> int:
     started = time.monotonic()
     with Parent(args.session_id, namespace=common.namespace(args), redis_config=common.redis_config(args)) as parent:
         session = parent.session
-        say(f"moogle: session {session.session_id} ({session.mode} mode, {session.max_children} children)")
+        kids = common.plural(session.max_children, "child", "children")
+        say(f"moogle: session {session.session_id} ({session.mode} mode, {kids})")
         offline = [c.child_id for c in parent.status().children if not c.online]
         if offline and not args.json:
+            which = ", ".join(map(str, offline))
             common.note(
-                f"moogle: chocobo {', '.join(map(str, offline))} not running yet; "
-                "their tasks wait in their queues until they start"
+                f"moogle: chocobo {which} is not running yet; its tasks wait in its queue until it starts"
+                if len(offline) == 1
+                else f"moogle: chocobo {which} are not running yet; their tasks wait in their queues until they start"
             )
         tasks: dict[str, dict[str, Any]] = {}
         for i, prompt in enumerate(args.tasks):

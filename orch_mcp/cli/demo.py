@@ -1,0 +1,461 @@
+"""`orch-mcp demo`: a whole team end to end, one command, no LLM and no setup.
+
+It starts a private embedded Redis (unless REDIS_URL or --url points at one), creates a session, and
+starts one moogle and N chocobo `orch-mcp serve` processes. Scripted agents then drive those
+servers through MCP over stdio exactly as LLM agents would: each chocobo loops wait_for_task →
+"work" → report until it is told to shut down; the moogle sends M tasks round-robin, waits for every
+report, shuts the children down and reads every task's record. It shows progress while it works,
+prints a result table (task, child, state, time), removes the session and exits 0 when every task is
+done.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+import anyio
+from mcp import Client, StdioServerParameters
+from mcp.client.stdio import stdio_client
+from rich import box
+from rich.console import Console, Group, RenderableType
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from .. import sessions
+from ..config import RedisConfig
+from ..embedded import EmbeddedRedis, redis_version
+from ..errors import OrchError
+from ..redis_client import create_client, redis_errors
+from ..utils import new_id
+from . import common
+
+SAMPLE_PROMPTS = [
+    "Summarise the design notes in three bullet points",
+    "List the open questions from the last review",
+    "Draft the release checklist",
+    "Translate the README introduction into Japanese",
+    "Find the slowest test and explain why",
+    "Write a haiku about message queues",
+    "Check the compose file for a healthcheck",
+    "Propose names for the next milestone",
+    "Count the TODO comments in the code base",
+]
+STATE_STYLE = {"queued": "cyan", "working": "yellow", "done": "green", "failed": "red", "cancelled": "dim"}
+
+
+class DemoError(OrchError):
+    """The demo could not finish; the message says where it stopped."""
+
+
+@dataclass
+class TaskRow:
+    """One task as the demo follows it."""
+
+    n: int
+    prompt: str
+    child_id: int
+    task_id: str | None = None
+    state: str = "pending"
+    sent_at: float | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    result: str | None = None
+    delivery_count: int | None = None
+
+    @property
+    def seconds(self) -> float | None:
+        """From sending to the report, in seconds."""
+        if self.sent_at is None or self.finished_at is None:
+            return None
+        return round(self.finished_at - self.sent_at, 3)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The row for --json."""
+        return {
+            "n": self.n,
+            "task_id": self.task_id,
+            "prompt": self.prompt,
+            "child_id": self.child_id,
+            "state": self.state,
+            "result": self.result,
+            "seconds": self.seconds,
+            "delivery_count": self.delivery_count,
+        }
+
+
+@dataclass
+class Demo:
+    """The run's shared state: what every scripted agent saw, and how to report progress."""
+
+    children: int
+    rows: list[TaskRow]
+    work_seconds: float
+    say: Callable[[str], None]
+    started: float = field(default_factory=time.monotonic)
+    ready: set[str] = field(default_factory=set)
+    failure: str | None = None
+    told: list[int] = field(default_factory=list)
+
+    def elapsed(self) -> float:
+        """Seconds since the demo started."""
+        return time.monotonic() - self.started
+
+    def log(self, text: str) -> None:
+        """A progress line, stamped with the elapsed time."""
+        self.say(f"[{self.elapsed():5.2f} s] {text}")
+
+    def count(self, *states: str) -> int:
+        """How many tasks are in one of `states`."""
+        return sum(1 for row in self.rows if row.state in states)
+
+
+# ---------------------------------------------------------------- the scripted agents
+
+
+def _text(result: Any) -> str:
+    return " ".join(getattr(block, "text", "") for block in result.content).strip()
+
+
+async def call(client: Client, tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    """Call a tool as a model would; a tool error stops the demo with the text the model would have read."""
+    result = await client.call_tool(tool, arguments)
+    if result.is_error or result.structured_content is None:
+        raise DemoError(f"{tool} failed: {_text(result) or 'no structured result'}")
+    data: dict[str, Any] = result.structured_content
+    return data
+
+
+async def chocobo(demo: Demo, client: Client, child_id: int) -> None:
+    """A chocobo agent: wait_for_task → do the work → report, until told to shut down."""
+    demo.ready.add(f"chocobo {child_id}")
+    while True:
+        got = await call(client, "wait_for_task", {"timeout_s": 10})
+        if got["status"] == "shutdown":
+            demo.log(f"chocobo {child_id}: shutdown received, stopping")
+            return
+        if got["status"] != "task":
+            continue
+        task = got["task"]
+        row = demo.rows[int(task["context"]["n"]) - 1]
+        row.task_id = row.task_id or task["task_id"]
+        row.state, row.started_at = "working", time.monotonic()
+        demo.log(f"chocobo {child_id}: working on task {row.n} ({row.prompt})")
+        await anyio.sleep(demo.work_seconds * random.uniform(0.5, 1.5))  # the simulated work itself
+        result = f"chocobo {child_id} did {row.prompt!r}"
+        outcome = await call(client, "report", {"task_id": task["task_id"], "result": result})
+        if not outcome.get("accepted", False):
+            raise DemoError(f"the report on task {row.n} was not accepted: {outcome}")
+
+
+async def moogle(demo: Demo, client: Client) -> None:
+    """The moogle agent: send every task round-robin, collect every report, shut the children down."""
+    demo.ready.add("moogle")
+    by_id: dict[str, TaskRow] = {}
+    for row in demo.rows:
+        row.sent_at = time.monotonic()
+        sent = await call(
+            client, "send_task", {"child_id": row.child_id, "prompt": row.prompt, "context": {"n": row.n}}
+        )
+        row.task_id = sent["task_id"]
+        by_id[row.task_id] = row
+        if row.state == "pending":
+            row.state = "queued"
+        demo.log(f"moogle: sent task {row.n} to chocobo {row.child_id}")
+    reported = 0
+    while reported < len(demo.rows):
+        got = await call(client, "wait_for_report", {"timeout_s": 10})
+        if got["status"] != "report":
+            continue
+        report = got["report"]
+        row_or_none = by_id.get(report["task_id"])
+        if row_or_none is None or row_or_none.finished_at is not None:
+            continue
+        row = row_or_none
+        reported += 1
+        row.state, row.result, row.finished_at = report["status"], report["result"], time.monotonic()
+        demo.log(f"moogle: report {reported}/{len(demo.rows)}: task {row.n} {row.state} by chocobo {row.child_id}")
+    demo.told = (await call(client, "shutdown", {}))["told"]
+    demo.log(f"moogle: told chocobo {', '.join(map(str, demo.told))} to shut down")
+    for row in demo.rows:  # the task records, as the moogle can read them at any time
+        assert row.task_id is not None
+        record = await call(client, "get_task", {"task_id": row.task_id})
+        row.state, row.delivery_count = record["state"], record.get("delivery_count")
+
+
+# ---------------------------------------------------------------- running the servers
+
+
+@dataclass
+class ServerLogs:
+    """Where each server process writes its stderr (shown when something goes wrong)."""
+
+    directory: Path
+    files: dict[str, TextIO] = field(default_factory=dict)
+
+    def open(self, name: str) -> TextIO:
+        """A log file for server `name`."""
+        handle = (self.directory / f"{name.replace(' ', '-')}.log").open("w+", encoding="utf-8")
+        self.files[name] = handle
+        return handle
+
+    def tail(self, name: str, lines: int = 3) -> str:
+        """The last lines a server wrote to stderr."""
+        handle = self.files.get(name)
+        if handle is None:
+            return ""
+        handle.flush()
+        text = (self.directory / f"{name.replace(' ', '-')}.log").read_text(errors="replace")
+        return " | ".join(line.strip() for line in text.strip().splitlines()[-lines:])
+
+    def close(self) -> None:
+        """Close every log."""
+        for handle in self.files.values():
+            handle.close()
+
+
+def server_params(role: str, url: str, namespace: str, session_id: str, *extra: str) -> StdioServerParameters:
+    """`python -m orch_mcp serve --role <role> …` for this Python (works without the console script on PATH)."""
+    env = {name: os.environ[name] for name in ("PYTHONPATH", "ORCH_REDIS_SERVER") if os.environ.get(name)}
+    args = ["-m", "orch_mcp", "serve", "--role", role, "--redis-url", url, "--namespace", namespace]
+    return StdioServerParameters(
+        command=sys.executable, args=[*args, "--session-id", session_id, *extra], env=env, cwd=os.getcwd()
+    )
+
+
+async def run_agent(
+    demo: Demo, logs: ServerLogs, name: str, params: StdioServerParameters, agent: Any, *agent_args: Any
+) -> None:
+    """Start one server, connect as its agent and play the agent; a failure is recorded, not raised."""
+    try:
+        async with Client(stdio_client(params, errlog=logs.open(name))) as client:
+            await agent(demo, client, *agent_args)
+    except Exception as exc:
+        if demo.failure is None:
+            detail = str(exc) or type(exc).__name__
+            tail = logs.tail(name)
+            demo.failure = f"{name}: {detail}" + (f" (server log: {tail})" if tail else "")
+        raise
+
+
+async def run_team(demo: Demo, url: str, namespace: str, session_id: str, logs: ServerLogs) -> None:
+    """One moogle and N chocobos, each its own server process, all at once."""
+    async with anyio.create_task_group() as tg:
+        for n in range(1, demo.children + 1):
+            params = server_params("chocobo", url, namespace, session_id, "--child-id", str(n))
+            tg.start_soon(run_agent, demo, logs, f"chocobo {n}", params, chocobo, n)
+        tg.start_soon(run_agent, demo, logs, "moogle", server_params("moogle", url, namespace, session_id), moogle)
+
+
+# ---------------------------------------------------------------- output
+
+
+def live_view(demo: Demo) -> RenderableType:
+    """What a terminal shows while the demo runs."""
+    done = demo.count("done", "failed", "cancelled")
+    width = 30
+    filled = int(width * done / max(len(demo.rows), 1))
+    bar = Text()
+    bar.append("━" * filled, style="green")
+    bar.append("━" * (width - filled), style="grey37")
+    bar.append(f"  {done}/{len(demo.rows)} tasks reported · {len(demo.ready)}/{demo.children + 1} agents connected")
+    bar.append(f" · {demo.elapsed():.1f} s", style="dim")
+    table = Table(box=box.SIMPLE, pad_edge=False)
+    for name in ("#", "child", "state", "prompt"):
+        table.add_column(name)
+    for row in demo.rows:
+        table.add_row(str(row.n), str(row.child_id), Text(row.state, style=STATE_STYLE.get(row.state, "")), row.prompt)
+    return Group(bar, table)
+
+
+def result_table(demo: Demo) -> Table:
+    """The final table: task, child, state, time."""
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, title="orch-mcp demo: results", title_justify="left")
+    table.add_column("#", justify="right", no_wrap=True)
+    table.add_column("task", no_wrap=True)
+    table.add_column("child", justify="right", no_wrap=True)
+    table.add_column("state", no_wrap=True)
+    table.add_column("time", justify="right", no_wrap=True)
+    table.add_column("prompt", min_width=10)
+    for row in demo.rows:
+        table.add_row(
+            str(row.n),
+            (row.task_id or "")[:8],
+            str(row.child_id),
+            Text(row.state, style=STATE_STYLE.get(row.state, "")),
+            f"{row.seconds:.2f} s" if row.seconds is not None else "-",
+            Text(row.prompt, no_wrap=True, overflow="ellipsis"),
+        )
+    return table
+
+
+# ---------------------------------------------------------------- the command
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The demo command line."""
+    parser = common.make_parser(
+        "orch-mcp demo",
+        "Run a whole team end to end: a private Redis (unless REDIS_URL or --url is set), one moogle and N "
+        "chocobo `orch-mcp serve` processes driven over MCP by scripted agents, M tasks; prints a result table "
+        "and cleans up.",
+        "examples:\n  orch-mcp demo\n  orch-mcp demo --children 5 --tasks 20\n  orch-mcp demo --json",
+    )
+    parser.add_argument(
+        "--children",
+        type=common.int_range(1, 16),
+        default=3,
+        metavar="N",
+        help="how many chocobo servers to start, 1..16 (default: 3)",
+    )
+    parser.add_argument(
+        "--tasks",
+        type=common.int_range(1, 500),
+        default=9,
+        metavar="M",
+        help="how many tasks the moogle sends, 1..500 (default: 9)",
+    )
+    parser.add_argument(
+        "--work-seconds",
+        type=common.seconds,
+        default=0.3,
+        metavar="S",
+        help="average simulated work per task (default: 0.3)",
+    )
+    parser.add_argument(
+        "--timeout", type=common.seconds, default=120.0, metavar="S", help="give up after this long (default: 120)"
+    )
+    parser.add_argument("--json", action="store_true", help="print the outcome as one JSON document")
+    parser.add_argument(
+        "--url",
+        "--redis-url",
+        dest="url",
+        metavar="URL",
+        help="use this Redis instead of a private one (default: REDIS_URL, else a private embedded redis-server)",
+    )
+    return parser
+
+
+@contextmanager
+def redis_for_demo(url: str | None) -> Iterator[tuple[str, str]]:
+    """(url, description): the given Redis, or a private embedded one for the length of the demo."""
+    if url:
+        yield url, RedisConfig(url=url).display_url
+        return
+    with EmbeddedRedis() as server:
+        yield server.url, f"a private redis-server {redis_version(server.binary)} at {server.url}"
+
+
+async def play(args: argparse.Namespace, url: str, demo: Demo, logs: ServerLogs) -> dict[str, Any]:
+    """Create the session, run the team, clean up; returns the session facts."""
+    cfg = RedisConfig(url=url)
+    namespace = f"demo-{new_id()[:8]}"
+    client = create_client(cfg)
+    try:
+        with redis_errors(cfg):
+            session = await sessions.init_session(
+                client, namespace=namespace, mode="summoner", max_children=args.children, ttl_s=600
+            )
+        kids = common.plural(args.children, "child", "children")
+        demo.log(f"session {session.session_id} created ({kids}, namespace {namespace})")
+        try:
+            with anyio.move_on_after(args.timeout or None) as scope:
+                await run_team(demo, url, namespace, session.session_id, logs)
+        except Exception:
+            if demo.failure is None:
+                raise
+        if scope.cancelled_caught and demo.failure is None:
+            demo.failure = f"the team did not finish within {args.timeout:g} s"
+        with redis_errors(cfg):
+            removed = await sessions.cleanup_session(client, session)
+        demo.log(f"session cleaned up ({len(removed.removed_keys)} keys removed)")
+        return {"session_id": session.session_id, "namespace": namespace, "removed_keys": len(removed.removed_keys)}
+    finally:
+        with anyio.CancelScope(shield=True):
+            await client.aclose()
+
+
+def _interrupt(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def handle(args: argparse.Namespace) -> int:
+    """Run the demo and print its result."""
+    # A closed terminal (SIGHUP) or a kill (SIGTERM) unwinds like Ctrl+C: the servers and the private Redis stop.
+    for signum in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
+        if signum is not None:
+            signal.signal(signum, _interrupt)
+    err = Console(stderr=True, highlight=False)
+    live = err.is_terminal
+    plain = not live and not args.json
+    rows = [
+        TaskRow(n=i + 1, prompt=SAMPLE_PROMPTS[i % len(SAMPLE_PROMPTS)], child_id=i % args.children + 1)
+        for i in range(args.tasks)
+    ]
+    demo = Demo(children=args.children, rows=rows, work_seconds=args.work_seconds, say=common.printer(quiet=True))
+    if plain:
+        demo.say = common.note
+    url_given = args.url or os.environ.get("REDIS_URL") or None
+    with ExitStack() as stack:
+        logs = ServerLogs(Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="orch-demo-"))))
+        stack.callback(logs.close)
+        if not url_given and not args.json:
+            common.note("orch-mcp demo: starting a private Redis …")
+        url, where = stack.enter_context(redis_for_demo(url_given))
+        demo.started = time.monotonic()
+        if plain:
+            demo.log(f"Redis: {where}")
+        if live:
+            with Live(get_renderable=lambda: live_view(demo), console=err, refresh_per_second=12, transient=True):
+                facts = anyio.run(play, args, url, demo, logs)
+        else:
+            facts = anyio.run(play, args, url, demo, logs)
+    elapsed = demo.elapsed()
+    all_done = demo.count("done") == len(rows) and demo.failure is None
+    if args.json:
+        common.print_json(
+            {
+                "ok": all_done,
+                **facts,
+                "redis": where,
+                "children": args.children,
+                "elapsed_s": round(elapsed, 3),
+                "tasks": [row.to_dict() for row in rows],
+                "error": demo.failure,
+            }
+        )
+    else:
+        out = Console(highlight=False)
+        out.print(result_table(demo))
+        plural = "" if args.children == 1 else "s"
+        out.print(f"{demo.count('done')}/{len(rows)} tasks done by {args.children} chocobo{plural} in {elapsed:.1f} s")
+        out.print(
+            f"  agents: 1 moogle + {args.children} chocobo{plural}, each an `orch-mcp serve` process over MCP stdio"
+        )
+        out.print(f"  Redis:  {where}")
+        out.print(f"  session {facts['session_id']} cleaned up ({facts['removed_keys']} keys)")
+    if demo.failure is not None:
+        return common.fail(f"demo failed: {demo.failure}")
+    if not all_done:
+        return common.fail(f"demo failed: only {demo.count('done')} of {len(rows)} tasks ended done")
+    return common.EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`orch-mcp demo`."""
+    return common.run(build_parser(), handle, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
