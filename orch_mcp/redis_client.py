@@ -87,7 +87,8 @@ async def sliced_wait(
 
 def unreachable_message(config: RedisConfig, exc: BaseException) -> str:
     """The sentence a user or model sees when Redis cannot be reached."""
-    return f"Redis at {config.display_url} is unreachable: {exc}; {START_HINT}"
+    reason = str(exc).strip().rstrip(".") or type(exc).__name__
+    return f"Redis at {config.display_url} is unreachable: {reason}; {START_HINT}"
 
 
 def translate(config: RedisConfig, exc: BaseException) -> Exception | None:

@@ -210,7 +210,8 @@ async def load_session(
         await r.hdel(ns.sessions, session_id)
         raise NotFoundError(
             f"session {session_id!r} not found in namespace {namespace!r} (it may have expired or been cleaned up); "
-            "call list_sessions to see the live ones, or init_session to create one"
+            "list the live ones (list_sessions, or `orch-mcp init list`) "
+            "or create one (init_session, or `orch-mcp init`)"
         )
     return _parse_config(text, SessionKeys(full_prefix).config)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import atexit
 import threading
+import weakref
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractContextManager, suppress
 from functools import partial
@@ -32,6 +33,7 @@ class SyncBridge:
         self._portal = self._portal_cm.__enter__()
         self._client: Redis = self._portal.call(self._open)
         self._closed = False
+        _open_bridges.add(self)
 
     async def _open(self) -> Redis:
         return create_client(self.config)
@@ -62,6 +64,7 @@ class SyncBridge:
         if self._closed:
             return
         self._closed = True
+        _open_bridges.discard(self)
         try:
             self._portal.call(self._client.aclose)
         finally:
@@ -78,6 +81,9 @@ class SyncBridge:
 
 _shared: dict[RedisConfig, SyncBridge] = {}
 _shared_lock = threading.Lock()
+# Bridges still open at interpreter exit are closed then: a background task (a Child's presence
+# renewal) would otherwise keep the loop thread's shutdown waiting for ever.
+_open_bridges: weakref.WeakSet[SyncBridge] = weakref.WeakSet()
 
 
 def shared_bridge(config: RedisConfig) -> SyncBridge:
@@ -86,15 +92,14 @@ def shared_bridge(config: RedisConfig) -> SyncBridge:
         bridge = _shared.get(config)
         if bridge is None or bridge._closed:
             bridge = _shared[config] = SyncBridge(config)
-            if len(_shared) == 1:
-                atexit.register(close_shared_bridges)
         return bridge
 
 
-def close_shared_bridges() -> None:
-    """Close every shared bridge (registered to run at exit)."""
+@atexit.register
+def close_open_bridges() -> None:
+    """Close every bridge still open, shared or not (runs at exit)."""
     with _shared_lock:
-        bridges = list(_shared.values())
         _shared.clear()
-    for bridge in bridges:
-        bridge.close()
+    for bridge in list(_open_bridges):
+        with suppress(Exception):
+            bridge.close()

@@ -80,8 +80,8 @@ def handle(args: argparse.Namespace) -> int:
         args.session_id, args.child_id, namespace=common.namespace(args), redis_config=common.redis_config(args)
     ) as child:
         sid = child.session.session_id
-        say(f"chocobo {args.child_id}: serving session {sid}; waiting for tasks")
         try:
+            say(f"chocobo {args.child_id}: serving session {sid}; waiting for tasks")
             while not args.max_tasks or len(done) < args.max_tasks:
                 message = child.take(args.idle_timeout or None)
                 if message is None:
