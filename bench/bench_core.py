@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Benchmark: the library's task round trip against a raw redis-py RPUSH/BLPOP ping-pong.
 
-    python bench/bench_core.py [--iterations N] [--warmup N] [--mode summoner|normal] [--threads]
+    python bench/bench_core.py [--iterations N] [--warmup N] [--mode summoner|normal] [--layout processes|threads|loop]
 
 (a) library: the parent sends a task (`send_task`), the child, already blocked in `take`, gets it,
     reports it (`report_task`), and the parent's `wait_for_report` returns it: `AsyncParent` and
@@ -11,7 +11,8 @@
 
 Both pairs stay up for the whole run and their iterations alternate (one library round trip, one raw
 ping-pong, ...), so a noisy machine slows both alike. The responding side (child / B) runs as a task in
-the same event loop by default, or with --threads in a thread with its own event loop. Starts its own
+its own process by default (as agents run), or with --layout threads|loop in a thread with its own event
+loop or in the parent's event loop. Starts its own
 redis-server (EmbeddedRedis) unless REDIS_URL is set; everything it writes there is removed at the end.
 """
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import multiprocessing
 import os
 import statistics
 import sys
@@ -88,6 +90,38 @@ def run_responder(factory: Callable[[], Coroutine[Any, Any, None]], threads: boo
     return join_thread
 
 
+def responder_process(kind: str, url: str, session_json: str, ping: str, pong: str) -> None:
+    """Body of a responder process (--processes): the child, or client B of the raw ping-pong."""
+    config = RedisConfig(url=url)
+
+    async def body() -> None:
+        r = create_client(config)
+        try:
+            if kind == "child":
+                await child_loop(AsyncChild(r, SessionConfig.model_validate_json(session_json), 1))
+            else:
+                await pong_loop(r, ping, pong)
+        finally:
+            await r.aclose()
+
+    asyncio.run(body())
+
+
+def run_in_process(kind: str, url: str, session: SessionConfig, ping: str, pong: str) -> Callable[[], Awaitable[None]]:
+    """Start a responder in its own process (as agents really run); returns a waiter for its end."""
+    proc = multiprocessing.get_context("spawn").Process(
+        target=responder_process, args=(kind, url, session.model_dump_json(), ping, pong), daemon=True
+    )
+    proc.start()
+
+    async def join_process() -> None:
+        await asyncio.to_thread(proc.join, 30)
+        if proc.exitcode != 0:
+            raise RuntimeError(f"{kind} process exited with {proc.exitcode}")
+
+    return join_process
+
+
 def summary(samples: list[float]) -> dict[str, float]:
     """p50 / p99 / mean in microseconds."""
     ordered = sorted(samples)
@@ -95,7 +129,7 @@ def summary(samples: list[float]) -> dict[str, float]:
     return {"p50": statistics.median(ordered) * 1e6, "p99": p99 * 1e6, "mean": statistics.fmean(ordered) * 1e6}
 
 
-async def bench(url: str, iterations: int, warmup: int, mode: Mode, threads: bool) -> tuple[list[float], list[float]]:
+async def bench(url: str, iterations: int, warmup: int, mode: Mode, layout: str) -> tuple[list[float], list[float]]:
     config = RedisConfig(url=url)
     tag = uuid.uuid4().hex[:12]
     parent_r, admin = create_client(config), create_client(config)
@@ -118,8 +152,12 @@ async def bench(url: str, iterations: int, warmup: int, mode: Mode, threads: boo
         finally:
             await b.aclose()
 
-    join_child = run_responder(child_side, threads)
-    join_raw = run_responder(raw_side, threads)
+    if layout == "processes":
+        join_child = run_in_process("child", url, session, ping, pong)
+        join_raw = run_in_process("raw", url, session, ping, pong)
+    else:
+        join_child = run_responder(child_side, layout == "threads")
+        join_raw = run_responder(raw_side, layout == "threads")
 
     async def library_once(i: int) -> float:
         start = time.perf_counter()
@@ -166,7 +204,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--iterations", type=int, default=2000, help="measured round trips of each kind")
     parser.add_argument("--warmup", type=int, default=200, help="unmeasured round trips of each kind first")
     parser.add_argument("--mode", choices=["summoner", "normal"], default="summoner", help="session mode")
-    parser.add_argument("--threads", action="store_true", help="run the child / client B in its own thread")
+    parser.add_argument(
+        "--layout",
+        choices=["processes", "threads", "loop"],
+        default="processes",
+        help="where the child / client B runs: its own process (as agents run; default), its own thread, "
+        "or the parent's event loop (then the figure is the CPU both sides spend)",
+    )
     args = parser.parse_args(argv)
 
     url = os.environ.get("REDIS_URL")
@@ -178,14 +222,15 @@ def main(argv: list[str] | None = None) -> int:
     else:
         where = f"REDIS_URL {RedisConfig(url=url).display_url}"
     try:
-        lib, raw = asyncio.run(bench(url, args.iterations, args.warmup, args.mode, args.threads))
+        layout = args.layout
+        lib, raw = asyncio.run(bench(url, args.iterations, args.warmup, args.mode, layout))
     finally:
         if server is not None:
             server.stop()
 
     lib_s, raw_s = summary(lib), summary(raw)
-    layout = "child in its own thread" if args.threads else "one event loop"
-    print(f"{where}; python {sys.version.split()[0]}; {args.mode} mode; {layout}")
+    described = {"processes": "child in its own process", "threads": "child in its own thread"}
+    print(f"{where}; python {sys.version.split()[0]}; {args.mode} mode; {described.get(layout, 'one event loop')}")
     print(f"{args.iterations} measured round trips each (after {args.warmup} warm-up), alternating")
     print(f"{'':34}{'p50 µs':>10}{'p99 µs':>10}{'mean µs':>10}")
     rows: list[tuple[str, dict[str, Any]]] = [
