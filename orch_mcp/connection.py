@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 import os
+from typing import TypedDict
 
 from .config import DEFAULT_NAMESPACE, RedisConfig
 from .redis_client import resolve_config
 from .utils import validate_identifier
+
+
+class ConnectionOptions(TypedDict, total=False):
+    """The seed API's keyword arguments beyond host and port (`**conn: Unpack[ConnectionOptions]`)."""
+
+    db: int | None
+    password: str | None
+    url: str | None
+    redis_config: RedisConfig | None
 
 
 def connection_config(

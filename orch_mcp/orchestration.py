@@ -6,10 +6,11 @@ loop; use those directly from async code.
 
 from __future__ import annotations
 
+from typing_extensions import Unpack
+
 from . import sessions
-from .config import RedisConfig
-from .connection import connection_config, namespace_or_default
-from .sessions import CleanupResult, SessionConfig
+from .connection import ConnectionOptions, connection_config, namespace_or_default
+from .sessions import CleanupResult, Mode, SessionConfig
 from .sync import shared_bridge
 
 __all__ = [
@@ -29,22 +30,11 @@ def initialize_orchestration(
     max_children: int = 3,
     ttl: int | None = None,
     *,
-    db: int | None = None,
-    password: str | None = None,
-    url: str | None = None,
     namespace: str | None = None,
-    redis_config: RedisConfig | None = None,
+    **conn: Unpack[ConnectionOptions],
 ) -> SessionConfig:
     """Create a normal-mode session: id `<unix ms>-<pid>`, prefix `{<prefix>-<seq>}`, one report queue per child."""
-    cfg = connection_config(host=host, port=port, db=db, password=password, url=url, redis_config=redis_config)
-    return shared_bridge(cfg)._call(
-        sessions.init_session,
-        namespace=namespace_or_default(namespace),
-        mode="normal",
-        max_children=max_children,
-        ttl_s=ttl or cfg.default_ttl,
-        prefix=prefix,
-    )
+    return _init("normal", host, port, namespace, max_children, ttl, conn, prefix=prefix)
 
 
 def initialize_summoner_orchestration(
@@ -54,21 +44,31 @@ def initialize_summoner_orchestration(
     session_id: str | None = None,
     ttl: int | None = None,
     *,
-    db: int | None = None,
-    password: str | None = None,
-    url: str | None = None,
     namespace: str | None = None,
-    redis_config: RedisConfig | None = None,
+    **conn: Unpack[ConnectionOptions],
 ) -> SessionConfig:
     """Create a summoner-mode session: uuid id, prefix `summoner:{<id>}`, one shared report queue, a monitor channel."""
-    cfg = connection_config(host=host, port=port, db=db, password=password, url=url, redis_config=redis_config)
+    return _init("summoner", host, port, namespace, max_children, ttl, conn, session_id=session_id)
+
+
+def _init(
+    mode: Mode,
+    host: str | None,
+    port: int | None,
+    namespace: str | None,
+    max_children: int,
+    ttl: int | None,
+    conn: ConnectionOptions,
+    **identity: str | None,
+) -> SessionConfig:
+    cfg = connection_config(host=host, port=port, **conn)
     return shared_bridge(cfg)._call(
         sessions.init_session,
         namespace=namespace_or_default(namespace),
-        mode="summoner",
+        mode=mode,
         max_children=max_children,
         ttl_s=ttl or cfg.default_ttl,
-        session_id=session_id,
+        **identity,
     )
 
 
@@ -78,14 +78,11 @@ def get_config(
     prefix: str | None = None,
     session_id: str | None = None,
     *,
-    db: int | None = None,
-    password: str | None = None,
-    url: str | None = None,
     namespace: str | None = None,
-    redis_config: RedisConfig | None = None,
+    **conn: Unpack[ConnectionOptions],
 ) -> SessionConfig:
     """Read a session's config by prefix (`myproject-host-001`) or session id; NotFoundError if it is gone."""
-    cfg = connection_config(host=host, port=port, db=db, password=password, url=url, redis_config=redis_config)
+    cfg = connection_config(host=host, port=port, **conn)
     return shared_bridge(cfg)._call(
         sessions.load_session, namespace=namespace_or_default(namespace), session_id=session_id, prefix=prefix
     )
@@ -98,14 +95,11 @@ def cleanup_session(
     *,
     session_id: str | None = None,
     prefix: str | None = None,
-    db: int | None = None,
-    password: str | None = None,
-    url: str | None = None,
     namespace: str | None = None,
-    redis_config: RedisConfig | None = None,
+    **conn: Unpack[ConnectionOptions],
 ) -> CleanupResult:
     """Remove every key of a session (given as `config`, `session_id` or `prefix`) and its index entry."""
-    cfg = connection_config(host=host, port=port, db=db, password=password, url=url, redis_config=redis_config)
+    cfg = connection_config(host=host, port=port, **conn)
     bridge = shared_bridge(cfg)
     if config is None:
         config = bridge._call(

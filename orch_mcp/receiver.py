@@ -6,10 +6,10 @@ from collections.abc import Iterator
 from typing import TypeVar
 
 from pydantic import BaseModel
+from typing_extensions import Unpack
 
 from . import queues
-from .config import RedisConfig
-from .connection import connection_config
+from .connection import ConnectionOptions, connection_config
 from .errors import MessageError
 from .messages import Message, ReportMessage, TaskMessage, parse_message
 from .redis_client import block_slice
@@ -49,13 +49,9 @@ class MessageReceiver:
         self,
         host: str | None = None,
         port: int | None = None,
-        *,
-        db: int | None = None,
-        password: str | None = None,
-        url: str | None = None,
-        redis_config: RedisConfig | None = None,
+        **conn: Unpack[ConnectionOptions],
     ) -> None:
-        cfg = connection_config(host=host, port=port, db=db, password=password, url=url, redis_config=redis_config)
+        cfg = connection_config(host=host, port=port, **conn)
         self._bridge = SyncBridge(cfg)
 
     def receive(self, queue: Queues, timeout: float = 0) -> ReceivedMessage | None:
@@ -95,12 +91,10 @@ def receive_message(
     timeout: float = 0,
     host: str | None = None,
     port: int | None = None,
-    *,
-    url: str | None = None,
-    redis_config: RedisConfig | None = None,
+    **conn: Unpack[ConnectionOptions],
 ) -> ReceivedMessage | None:
     """Pop the next message from `queue`; None after `timeout` s (0: wait for ever)."""
-    cfg = connection_config(host=host, port=port, url=url, redis_config=redis_config)
+    cfg = connection_config(host=host, port=port, **conn)
     return _receive(shared_bridge(cfg), queue, timeout)
 
 
@@ -109,12 +103,10 @@ def receive_task(
     timeout: float = 0,
     host: str | None = None,
     port: int | None = None,
-    *,
-    url: str | None = None,
-    redis_config: RedisConfig | None = None,
+    **conn: Unpack[ConnectionOptions],
 ) -> TaskMessage | None:
     """Pop the next task message; MessageError (with the raw text) if what was popped is not a task."""
-    received = receive_message(queue, timeout, host, port, url=url, redis_config=redis_config)
+    received = receive_message(queue, timeout, host, port, **conn)
     return None if received is None else _expect(received, TaskMessage)
 
 
@@ -123,12 +115,10 @@ def receive_report(
     timeout: float = 0,
     host: str | None = None,
     port: int | None = None,
-    *,
-    url: str | None = None,
-    redis_config: RedisConfig | None = None,
+    **conn: Unpack[ConnectionOptions],
 ) -> ReportMessage | None:
     """Pop the next report message; MessageError (with the raw text) if what was popped is not a report."""
-    received = receive_message(queue, timeout, host, port, url=url, redis_config=redis_config)
+    received = receive_message(queue, timeout, host, port, **conn)
     return None if received is None else _expect(received, ReportMessage)
 
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from pydantic import BaseModel
+from typing_extensions import Unpack
 
 from . import queues
-from .config import RedisConfig
-from .connection import connection_config
+from .connection import ConnectionOptions, connection_config
 from .messages import BaseMessage
 from .sync import SyncBridge, shared_bridge
 
@@ -36,13 +36,9 @@ class RedisSender:
         self,
         host: str | None = None,
         port: int | None = None,
-        *,
-        db: int | None = None,
-        password: str | None = None,
-        url: str | None = None,
-        redis_config: RedisConfig | None = None,
+        **conn: Unpack[ConnectionOptions],
     ) -> None:
-        cfg = connection_config(host=host, port=port, db=db, password=password, url=url, redis_config=redis_config)
+        cfg = connection_config(host=host, port=port, **conn)
         self._bridge = SyncBridge(cfg)
 
     def send_message(self, queue: str, message: str | BaseMessage) -> SendResult:
@@ -75,12 +71,10 @@ def send_message(
     message: str | BaseMessage,
     host: str | None = None,
     port: int | None = None,
-    *,
-    url: str | None = None,
-    redis_config: RedisConfig | None = None,
+    **conn: Unpack[ConnectionOptions],
 ) -> SendResult:
     """RPUSH one message onto `queue` (connection from the arguments or the environment)."""
-    cfg = connection_config(host=host, port=port, url=url, redis_config=redis_config)
+    cfg = connection_config(host=host, port=port, **conn)
     length = shared_bridge(cfg)._call(queues.push, queue, _text(message))
     return SendResult(queue=queue, length=length)
 
@@ -91,11 +85,9 @@ def send_with_publish(
     channel: str,
     host: str | None = None,
     port: int | None = None,
-    *,
-    url: str | None = None,
-    redis_config: RedisConfig | None = None,
+    **conn: Unpack[ConnectionOptions],
 ) -> SendResult:
     """RPUSH onto `queue` and PUBLISH on `channel` (connection from the arguments or the environment)."""
-    cfg = connection_config(host=host, port=port, url=url, redis_config=redis_config)
+    cfg = connection_config(host=host, port=port, **conn)
     length, receivers = shared_bridge(cfg)._call(queues.push_and_publish, queue, _text(message), channel)
     return SendResult(queue=queue, length=length, channel=channel, receivers=receivers)

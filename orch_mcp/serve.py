@@ -201,7 +201,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = parse_settings(sys.argv[1:] if argv is None else argv, env)
     except UsageError as exc:
-        print(f"{PROG}: {exc} (see `{PROG} --help`)", file=sys.stderr)
+        sys.stderr.write(f"{PROG}: {exc} (see `{PROG} --help`)\n")
         return 2
     configure_logging(env, settings)
     try:
@@ -209,7 +209,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 0
     except (OrchError, OSError) as exc:
-        print(f"{PROG}: {exc}", file=sys.stderr)
+        sys.stderr.write(f"{PROG}: {exc}\n")
         return 1
     return 0
 
