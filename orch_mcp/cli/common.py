@@ -8,6 +8,7 @@ or an unreachable Redis.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import sys
@@ -181,7 +182,8 @@ def run(
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     try:
         return handler(args)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        # On Python 3.10, Ctrl+C inside anyio.run/asyncio.run surfaces as the main task's CancelledError.
         return interrupted
     except OrchError as exc:
         return fail(str(exc))
