@@ -15,6 +15,7 @@ from . import delivery
 from .config import DEFAULT_MAX_MESSAGE_BYTES, RedisConfig
 from .connection import connection_config, namespace_or_default
 from .delivery import OnSlice, ReportOutcome, SessionStatus, TaskRecord
+from .errors import SessionGoneError
 from .messages import ReportMessage, ReportStatus, ShutdownMessage, TaskMessage
 from .redis_client import Redis, block_slice
 from .sessions import SessionConfig, current_session, load_session
@@ -32,8 +33,7 @@ class AsyncParent:
         self.session = session
         self.max_message_bytes = max_message_bytes
         self.slice_s = slice_s
-        self._unacked: str | None = None
-        self._hint = delivery.InflightHint()
+        self._unacked: bytes | None = None
 
     async def send_task(self, child_id: int, prompt: str, context: dict[str, Any] | None = None,
                         priority: int = 0) -> TaskMessage:  # fmt: skip
@@ -43,9 +43,10 @@ class AsyncParent:
 
     async def wait_for_report(self, timeout: float | None, on_slice: OnSlice | None = None) -> ReportMessage | None:
         """The next report, or None after `timeout` s; the previous one is acknowledged now."""
-        found = await delivery.take_report(self.r, self.session, timeout, ack=self._unacked, slice_s=self.slice_s,
-                                           on_slice=on_slice, hint=self._hint)  # fmt: skip
-        self._unacked = None
+        ack, self._unacked = self._unacked, None
+        found = await delivery.take_report(
+            self.r, self.session, timeout, ack=ack, slice_s=self.slice_s, on_slice=on_slice
+        )
         if found is None:
             return None
         report, self._unacked = found
@@ -54,7 +55,6 @@ class AsyncParent:
     def redeliver_last(self) -> None:
         """Keep the last report unacknowledged: it never reached the caller, so the next wait returns it again."""
         self._unacked = None
-        self._hint.empty = False  # the in-flight list holds that report: the next wait must read it
 
     async def get_task(self, task_id: str) -> TaskRecord:
         """A task's record."""
@@ -81,7 +81,6 @@ class AsyncChild:
         self.slice_s = slice_s
         self.token = delivery.presence_token()
         self.claimed = False
-        self._hint = delivery.InflightHint()
 
     async def claim(self) -> None:
         """Claim (or renew) this child id; ConflictError if another live process serves it."""
@@ -94,6 +93,11 @@ class AsyncChild:
             await anyio.sleep(delivery.PRESENCE_TTL_S / 3)
             try:
                 await self.claim()
+            except SessionGoneError:
+                log.info("session %s is gone: child %s stops renewing its presence", self.session.session_id,
+                         self.child_id)  # fmt: skip
+                self.claimed = False
+                return
             except Exception as exc:  # keep renewing through Redis outages; report them once per failure
                 log.warning("could not renew presence of child %s: %s", self.child_id, exc)
 
@@ -107,14 +111,18 @@ class AsyncChild:
         self, timeout: float | None, on_slice: OnSlice | None = None
     ) -> TaskMessage | ShutdownMessage | None:
         """The next task (an unreported one first) or a shutdown; None after `timeout` s."""
-        return await delivery.take_task(self.r, self.session, self.child_id, timeout, slice_s=self.slice_s,
-                                        on_slice=on_slice, hint=self._hint)  # fmt: skip
+        return (await self.take_next(timeout, on_slice)).message
+
+    async def take_next(self, timeout: float | None, on_slice: OnSlice | None = None) -> delivery.Taken:
+        """Like take, and also which of this child's tasks the parent cancelled meanwhile."""
+        return await delivery.take(self.r, self.session, self.child_id, timeout, slice_s=self.slice_s,
+                                   on_slice=on_slice)  # fmt: skip
 
     async def report(self, task_id: str, result: str, status: ReportStatus = "done",
                      error: str | None = None) -> ReportOutcome:  # fmt: skip
         """Record the result of a task and queue the report for the parent."""
         return await delivery.report_task(self.r, self.session, self.child_id, task_id, result, status, error,
-                                          max_bytes=self.max_message_bytes, hint=self._hint)  # fmt: skip
+                                          max_bytes=self.max_message_bytes)  # fmt: skip
 
 
 async def find_session(

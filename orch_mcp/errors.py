@@ -27,6 +27,21 @@ class NoSessionError(NotFoundError):
     """No session exists yet in this namespace."""
 
 
+class SessionGoneError(NotFoundError):
+    """The session was cleaned up or expired while an agent was working in it."""
+
+    def __init__(self, session_id: str) -> None:
+        super().__init__(
+            f"session {session_id!r} no longer exists (it was cleaned up or expired); nothing more will come from it: "
+            "ask the summoner whether to start a new session"
+        )
+        self.session_id = session_id
+
+
+class DamagedRecordError(OrchError):
+    """A task record in Redis cannot be read: it is reported as damaged, never replaced by defaults."""
+
+
 class LimitError(OrchError, ValueError):
     """A message is larger than the configured limit."""
 

@@ -77,14 +77,29 @@ class SessionKeys:
         """List: reports the parent has taken and not yet acknowledged."""
         return self._key("reports:inflight")
 
-    def task(self, task_id: str) -> str:
-        """Hash: the record of one task."""
-        return self._key(f"task:{task_id}")
+    @property
+    def doorbell(self) -> str:
+        """List (normal mode): child ids in the order their reports arrived, so the parent takes them in order."""
+        return self._key("doorbell")
+
+    def records(self, child_id: int) -> str:
+        """Hash: task_id -> record JSON, for the tasks of child `child_id`."""
+        return self._key(f"records:{child_id}")
 
     @property
-    def task_index(self) -> str:
-        """Sorted set: task_id -> creation time (ms); lists the session's task records."""
-        return self._key("task_index")
+    def task_child(self) -> str:
+        """Hash: task_id -> child id; finds a task's records hash."""
+        return self._key("task_child")
+
+    @property
+    def counts(self) -> str:
+        """Hash: state -> number of tasks in it (and `finished:<n>` per child), kept by the transition scripts."""
+        return self._key("counts")
+
+    @property
+    def stopped(self) -> str:
+        """Hash: child_id -> time (ms) the child took its shutdown; cleared when new work is sent to it."""
+        return self._key("stopped")
 
     @property
     def status(self) -> str:
@@ -110,10 +125,28 @@ class SessionKeys:
         """Hash: child_id -> last time (ms) the child took or reported a task."""
         return self._key("last_seen")
 
+    def parent_keys(self) -> list[str]:
+        """The session-wide keys (no per-child ones)."""
+        return [
+            self.config,
+            self.reports,
+            self.reports_inflight,
+            self.doorbell,
+            self.task_child,
+            self.counts,
+            self.status,
+            self.dead,
+            self.last_seen,
+            self.stopped,
+        ]
+
+    def child_keys(self, child_id: int) -> list[str]:
+        """The keys of child `child_id` (its presence key aside, which carries its own TTL)."""
+        return [self.tasks(child_id), self.inflight(child_id), self.child_reports(child_id), self.records(child_id)]
+
     def fixed_keys(self, max_children: int) -> list[str]:
-        """Every key of the session except task records and presence keys (which carry their own TTL)."""
-        keys = [self.config, self.reports, self.reports_inflight, self.task_index, self.status, self.dead]
-        keys.append(self.last_seen)
+        """Every key of the session but the presence keys: a set fixed by the child count, whatever the history."""
+        keys = self.parent_keys()
         for n in range(1, max_children + 1):
-            keys += [self.tasks(n), self.inflight(n), self.child_reports(n)]
+            keys += self.child_keys(n)
         return keys

@@ -200,20 +200,31 @@ async def load_session(
             raise NotFoundError(
                 f"no session with prefix {prefix!r} (it may have expired); list them with list_sessions"
             )
-        return _parse_config(text, SessionKeys(full).config)
+        return _own(_parse_config(text, SessionKeys(full).config), namespace, prefix)
     if not session_id:
         raise InvalidIdentifierError("give a session_id or a prefix")
     validate_identifier(session_id, "session id")
-    full_prefix = await r.hget(ns.sessions, session_id) or summoner_prefix(session_id)
-    text = await r.get(SessionKeys(full_prefix).config)
-    if text is None:
+    full_prefix = await r.hget(ns.sessions, session_id)
+    text = None if full_prefix is None else await r.get(SessionKeys(full_prefix).config)
+    if full_prefix is not None and text is None:
         await r.hdel(ns.sessions, session_id)
+    if full_prefix is None or text is None:
         raise NotFoundError(
             f"session {session_id!r} not found in namespace {namespace!r} (it may have expired or been cleaned up); "
             "list the live ones (list_sessions, or `orch-mcp init list`) "
             "or create one (init_session, or `orch-mcp init`)"
         )
-    return _parse_config(text, SessionKeys(full_prefix).config)
+    return _own(_parse_config(text, SessionKeys(full_prefix).config), namespace, session_id)
+
+
+def _own(cfg: SessionConfig, namespace: str, ref: str) -> SessionConfig:
+    """`cfg` if it belongs to `namespace`: no lookup crosses namespaces."""
+    if cfg.namespace != namespace:
+        raise NotFoundError(
+            f"session {ref!r} belongs to namespace {cfg.namespace!r}, not {namespace!r}; "
+            "list this namespace's sessions with list_sessions"
+        )
+    return cfg
 
 
 async def current_session(r: Redis, *, namespace: str) -> SessionConfig:
@@ -250,13 +261,9 @@ async def list_sessions(r: Redis, *, namespace: str) -> list[SessionConfig]:
     return sorted(found, key=lambda c: c.created_at)
 
 
-async def session_keys(r: Redis, cfg: SessionConfig) -> list[str]:
-    """Every key the session may own: fixed keys, task records and presence keys."""
-    task_ids: list[str] = await r.zrange(cfg.keys.task_index, 0, -1)
-    keys = cfg.keys.fixed_keys(cfg.max_children)
-    keys += [cfg.keys.task(t) for t in task_ids]
-    keys += [cfg.keys.presence(n) for n in cfg.child_ids]
-    return keys
+def session_keys(cfg: SessionConfig) -> list[str]:
+    """Every key the session may own: a set fixed by its child count (no key per task)."""
+    return cfg.keys.fixed_keys(cfg.max_children) + [cfg.keys.presence(n) for n in cfg.child_ids]
 
 
 _CLEAR_CURRENT = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
@@ -264,7 +271,7 @@ _CLEAR_CURRENT = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.cal
 
 async def cleanup_session(r: Redis, cfg: SessionConfig) -> CleanupResult:
     """Remove every key of the session, its index entry and (if it points here) the current pointer."""
-    keys = await session_keys(r, cfg)
+    keys = session_keys(cfg)
     async with r.pipeline(transaction=False) as pipe:
         for key in keys:
             pipe.exists(key)
@@ -280,15 +287,24 @@ async def cleanup_session(r: Redis, cfg: SessionConfig) -> CleanupResult:
 
 
 async def touch_session(r: Redis, cfg: SessionConfig, *, force: bool = False) -> bool:
-    """Renew the TTL of every key of an active session (one pipeline), at most every TOUCH_INTERVAL_S."""
+    """Renew the TTL of every key of an active session (one pipeline, a fixed number of keys), at most every
+    TOUCH_INTERVAL_S. EXPIRE never creates a key, so a session that is gone stays gone."""
+    return await _touch(r, cfg, cfg.prefix, cfg.keys.fixed_keys(cfg.max_children), force)
+
+
+async def touch_child(r: Redis, cfg: SessionConfig, child_id: int, *, force: bool = False) -> bool:
+    """Renew the TTL of child `child_id`'s own keys (a child touches nothing else)."""
+    return await _touch(r, cfg, f"{cfg.prefix}:{child_id}", cfg.keys.child_keys(child_id), force)
+
+
+async def _touch(r: Redis, cfg: SessionConfig, who: str, keys: list[str], force: bool) -> bool:
     now = time.monotonic()
     interval = min(TOUCH_INTERVAL_S, cfg.ttl_s / 4)
-    if not force and now - _last_touch.get(cfg.prefix, float("-inf")) < interval:
+    if not force and now - _last_touch.get(who, float("-inf")) < interval:
         return False
-    _last_touch[cfg.prefix] = now
-    task_ids: list[str] = await r.zrange(cfg.keys.task_index, 0, -1)
+    _last_touch[who] = now
     async with r.pipeline(transaction=False) as pipe:
-        for key in cfg.keys.fixed_keys(cfg.max_children) + [cfg.keys.task(t) for t in task_ids]:
+        for key in keys:
             pipe.expire(key, cfg.ttl_s)
         await pipe.execute()
     return True

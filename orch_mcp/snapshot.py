@@ -14,11 +14,12 @@ from typing import Literal
 from pydantic import BaseModel
 
 from . import delivery
-from .errors import NotFoundError
+from .delivery.records import parse_record
+from .errors import DamagedRecordError, NotFoundError
 from .redis_client import Redis
 from .sessions import SessionConfig, current_session, load_session
 
-ChildState = Literal["idle", "working", "offline"]
+ChildState = Literal["idle", "working", "offline", "stopped"]
 
 
 class ChildView(BaseModel):
@@ -121,20 +122,19 @@ async def take_snapshot(r: Redis, cfg: SessionConfig, *, events: int = 10) -> Se
     keys = cfg.keys
     status = await delivery.session_status(r, cfg)
     latest = await delivery.recent_events(r, cfg, max(events, 1))
-    task_ids: list[str] = await r.zrange(keys.task_index, 0, -1)
-    working = [c.in_flight_task for c in status.children if c.in_flight_task]
+    working = [(c.child_id, c.in_flight_task) for c in status.children if c.in_flight_task]
     async with r.pipeline(transaction=False) as pipe:
         pipe.ttl(keys.config)
-        for task_id in working:
-            pipe.hmget(keys.task(task_id), "prompt", "started_at")
-        for task_id in task_ids:
-            pipe.hmget(keys.task(task_id), "child_id", "state")
-        ttl, *rest = await pipe.execute()
-    records = dict(zip(working, rest[: len(working)], strict=True))
-    finished_by: dict[int, int] = {}
-    for child_id, state in rest[len(working) :]:
-        if child_id and state in ("done", "failed"):
-            finished_by[int(child_id)] = finished_by.get(int(child_id), 0) + 1
+        for child_id, task_id in working:
+            pipe.hget(keys.records(child_id), task_id)
+        ttl, *texts = await pipe.execute()
+    records: dict[str, tuple[str | None, str | None]] = {}
+    for (_, task_id), text in zip(working, texts, strict=True):
+        try:
+            record = parse_record(task_id, text)
+        except DamagedRecordError:
+            record = None
+        records[task_id] = (record.prompt, record.started_at) if record is not None else (None, None)
     now = datetime.now(timezone.utc)
     children = []
     for c in status.children:
@@ -146,7 +146,7 @@ async def take_snapshot(r: Redis, cfg: SessionConfig, *, events: int = 10) -> Se
                 in_flight_prompt=prompt,
                 working_since=started,
                 working_for_s=round((now - since).total_seconds(), 1) if since else None,
-                finished=finished_by.get(c.child_id, 0),
+                finished=status.finished_by_child.get(str(c.child_id), 0),
             )
         )
     counts = status.tasks

@@ -78,7 +78,7 @@ async def test_round_trip(r: Redis, session: SessionConfig) -> None:
     assert found is not None
     report, raw = found
     assert (report.task_id, report.child_id, report.status, report.result) == (sent.task_id, 2, "done", "5")
-    assert await r.lrange(session.keys.reports_inflight, 0, -1) == [raw]  # until acknowledged
+    assert await r.lrange(session.keys.reports_inflight, 0, -1) == [raw.decode()]  # until acknowledged
     assert await delivery.take_report(r, session, 0.05, ack=raw) is None
     assert await r.llen(session.keys.reports_inflight) == 0
 
@@ -197,7 +197,13 @@ async def test_shutdown_is_queued_behind_pending_tasks(r: Redis, session: Sessio
         await delivery.report_task(r, session, 1, task.task_id, "ok", max_bytes=LIMIT)
     stop = await delivery.take_task(r, session, 1, 1)
     assert isinstance(stop, ShutdownMessage) and stop.reason == "finish up"
-    assert await r.llen(session.keys.inflight(1)) == 0  # a shutdown is not left in flight
+    # sticky: the shutdown stays in flight, and a child that asks again hears it again ...
+    assert await delivery.take_task(r, session, 1, 0.05) == stop
+    assert [s for s, _, _ in await states(r, session)].count("shutdown") == 1  # one event, however often asked
+    # ... until new work is sent to it
+    c = await send(r, session, 1, "c")
+    assert await r.llen(session.keys.inflight(1)) == 0
+    assert await take(r, session, 1) == c
 
 
 async def test_shutdown_now_goes_and_stays_in_front(r: Redis, session: SessionConfig) -> None:
@@ -230,7 +236,7 @@ async def test_raw_rpush_of_a_valid_task_is_delivered_and_recorded(r: Redis, ses
         "typed by hand",
         {"via": "redis-cli"},
     )
-    assert await r.zscore(session.keys.task_index, raw_task.task_id) is not None
+    assert await r.hget(session.keys.task_child, raw_task.task_id) == "1"
     await delivery.report_task(r, session, 1, raw_task.task_id, "ok", max_bytes=LIMIT)
     assert (await delivery.get_task(r, session, raw_task.task_id)).state == "done"
 
@@ -348,11 +354,12 @@ async def test_report_is_recorded_before_it_is_queued(r: Redis, session: Session
     assert seen == [("done", "42")]
 
 
-async def test_report_before_take_means_the_task_is_not_delivered(r: Redis, session: SessionConfig) -> None:
-    early = await send(r, session, 1, "done already")
-    later = await send(r, session, 1, "next")
-    await delivery.report_task(r, session, 1, early.task_id, "did it offline", max_bytes=LIMIT)
-    assert await take(r, session, 1) == later  # the finished one is dropped from the queue, not handed out
+async def test_a_report_before_the_take_is_refused_and_the_task_stays_queued(r: Redis, session: SessionConfig) -> None:
+    early = await send(r, session, 1, "not taken yet")
+    with pytest.raises(ConflictError, match="not in flight for you .it is queued"):
+        await delivery.report_task(r, session, 1, early.task_id, "did it offline", max_bytes=LIMIT)
+    assert (await delivery.get_task(r, session, early.task_id)).state == "queued"
+    assert await take(r, session, 1) == early  # still delivered
 
 
 # ---------------------------------------------------------------- cancel safety
@@ -421,11 +428,19 @@ async def test_cancel_task(r: Redis, session: SessionConfig) -> None:
     record = await delivery.cancel_task(r, session, queued.task_id)
     assert record.state == "cancelled" and record.finished_at
     assert await r.llen(session.keys.tasks(1)) == 0
-    with pytest.raises(ConflictError, match="is working"):
-        await delivery.cancel_task(r, session, working.task_id)
     with pytest.raises(ConflictError, match="cancelled"):
         await delivery.report_task(r, session, 1, queued.task_id, "x", max_bytes=LIMIT)
     assert ("cancelled", "1", queued.task_id) in await states(r, session)
+    # a working task is marked cancelled; its child hears it at its next take, and its report is refused
+    assert (await delivery.cancel_task(r, session, working.task_id)).state == "cancelled"
+    taken = await delivery.take(r, session, 2, 0.05)
+    assert (taken.message, taken.cancelled) == (None, [working.task_id])
+    assert await r.llen(session.keys.inflight(2)) == 0
+    with pytest.raises(ConflictError, match="cancelled"):
+        await delivery.report_task(r, session, 2, working.task_id, "x", max_bytes=LIMIT)
+    with pytest.raises(ConflictError, match="already cancelled"):
+        await delivery.cancel_task(r, session, working.task_id)
+    assert (await delivery.session_status(r, session)).tasks["cancelled"] == 2
 
 
 async def test_presence_conflict_and_release(r: Redis, session: SessionConfig) -> None:

@@ -340,8 +340,11 @@ async def test_get_task_and_cancel_task(orch_config: OrchConfig) -> None:
         got = ok(await team["chocobo1"].call_tool("wait_for_task", {"timeout_s": 5}))
         assert got["task"]["task_id"] == keep
         assert ok(await team["chocobo1"].call_tool("wait_for_task", {"timeout_s": 0}))["task"]["task_id"] == keep
-        started = error(await moogle.call_tool("cancel_task", {"task_id": keep}))
-        assert f"task {keep!r} is working, so it can no longer be cancelled" in started
+        working = await moogle.call_tool("cancel_task", {"task_id": keep})
+        assert ok(working)["state"] == "cancelled"
+        assert "is cancelled" in text(working)
+        again = error(await moogle.call_tool("cancel_task", {"task_id": keep}))
+        assert f"task {keep!r} is already cancelled, so it can no longer be cancelled" in again
 
 
 async def test_priority_and_shutdown_order(orch_config: OrchConfig) -> None:

@@ -113,9 +113,9 @@ async def test_resolve_session_by_id_prefix_or_current(r: Redis, session: Sessio
 
 async def test_wait_for_events_returns_what_is_new(r: Redis, session: SessionConfig) -> None:
     assert await wait_for_events(r, session, None, 20) == []
-    await delivery.record_event(r, session, "hello", 2, None, "first")
+    await delivery.send_shutdown(r, session, 2, now=True)
     first = await wait_for_events(r, session, None, 20)
-    assert [(e.state, e.child_id, e.detail) for e in first] == [("hello", 2, "first")]
+    assert [(e.state, e.child_id, e.detail) for e in first] == [("shutdown_sent", 2, "now")]
     assert await wait_for_events(r, session, first[-1].id, 20) == []
     await AsyncParent(r, session).send_task(1, "x")
     after = await wait_for_events(r, session, first[-1].id, 1000)

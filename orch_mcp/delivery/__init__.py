@@ -1,0 +1,85 @@
+"""At-least-once task delivery within a session: one state machine, every transition one Lua script.
+
+A task's record lives in its child's hash `records:<n>`; `task_child` maps task ids to children and
+`counts` holds the number of tasks per state, so no operation ever touches one key per task. A
+message moves between lists only by atomic commands (LMOVE/BLMOVE, or inside a script), so a crash
+or a cancelled wait at any moment leaves it on exactly one list. Queues are read as bytes; whatever
+is not a valid message for its place goes to `dead` by its exact bytes, and the reader goes on.
+
+    state     event (script)                        next        keys changed
+    --------  ------------------------------------  ----------  ------------------------------------------
+    -         send_task (SEND)                      queued      records:n, task_child, counts, tasks:n,
+                                                                inflight:n (a held shutdown is withdrawn),
+                                                                stopped, status
+    queued    take (TRY_TAKE / CLAIM)               working     tasks:n -> inflight:n, records:n, counts,
+                                                                last_seen, status
+    -         take of a raw-pushed task (CLAIM)     working     the same, record adopted from the message
+    working   take again after a crash or cancel    working     records:n (delivery_count + 1), status
+    working   report (REPORT)                       done|failed inflight:n -> reports (summoner) or
+                                                                reports:n + doorbell (normal), records:n,
+                                                                counts, last_seen, status
+    queued    cancel_task (CANCEL)                  cancelled   tasks:n, records:n, counts, status
+    working   cancel_task (CANCEL)                  cancelled   records:n, counts, status; the child's
+                                                                next take drops it (and says so), its
+                                                                report is refused
+    -         shutdown (SHUTDOWN)                   -           tasks:n, status
+    -         take of a shutdown (STOPPED)          -           the shutdown stays in inflight:n (sticky),
+                                                                stopped, last_seen, status
+    -         a message not valid there (DEAD)      -           the list it was on -> dead (capped), status
+
+The parent takes reports with LMOVE/BLMOVE (summoner mode) or MOVE_REPORT following the doorbell
+(normal mode) into `reports:inflight`, where each stays until the next wait acknowledges it.
+"""
+
+from __future__ import annotations
+
+from .child import (
+    PRESENCE_TTL_S,
+    ReportOutcome,
+    Taken,
+    claim_presence,
+    presence_token,
+    release_presence,
+    report_task,
+    take,
+    take_task,
+)
+from .common import DEAD_LETTER_CAP, check_size, dead_letters, recent_events
+from .lua import STATUS_STREAM_MAXLEN
+from .parent import cancel_task, find_child, get_task, send_shutdown, send_task, take_report
+from .records import FINISHED, TASK_STATES, DeadLetter, TaskRecord, TaskState
+from .status import ChildStatus, SessionStatus, iso_from_ms, session_status
+from .types import OnSlice
+
+__all__ = [
+    "DEAD_LETTER_CAP",
+    "FINISHED",
+    "PRESENCE_TTL_S",
+    "STATUS_STREAM_MAXLEN",
+    "TASK_STATES",
+    "ChildStatus",
+    "DeadLetter",
+    "OnSlice",
+    "ReportOutcome",
+    "SessionStatus",
+    "Taken",
+    "TaskRecord",
+    "TaskState",
+    "cancel_task",
+    "check_size",
+    "claim_presence",
+    "dead_letters",
+    "find_child",
+    "get_task",
+    "iso_from_ms",
+    "presence_token",
+    "recent_events",
+    "release_presence",
+    "report_task",
+    "send_shutdown",
+    "send_task",
+    "session_status",
+    "take",
+    "take_report",
+    "take_task",
+]

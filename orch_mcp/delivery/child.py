@@ -1,0 +1,253 @@
+"""The child's side of delivery: take the next task (or shutdown), report its result, hold presence."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from dataclasses import dataclass, field
+from typing import Literal
+
+from pydantic import BaseModel
+
+from ..errors import ConflictError, DamagedRecordError, MessageError, NotFoundError
+from ..messages import ReportMessage, ReportStatus, ShutdownMessage, TaskMessage, parse_message
+from ..redis_client import MAX_BLOCK_SLICE_S, Redis, sliced_wait
+from ..sessions import SessionConfig, check_child, touch_child
+from ..utils import validate_identifier
+from . import scripts
+from .common import RAW, bury, check_size, read_list
+from .records import new_record
+from .types import OnSlice
+
+PRESENCE_TTL_S = 15
+
+
+@dataclass
+class Taken:
+    """What one take found: a task or a shutdown (or nothing), and the tasks of this child cancelled meanwhile."""
+
+    message: TaskMessage | ShutdownMessage | None
+    cancelled: list[str] = field(default_factory=list)
+
+
+async def take_task(
+    r: Redis,
+    cfg: SessionConfig,
+    child_id: int,
+    timeout: float | None,
+    *,
+    slice_s: float = MAX_BLOCK_SLICE_S,
+    on_slice: OnSlice | None = None,
+) -> TaskMessage | ShutdownMessage | None:
+    """Wait up to `timeout` s for child `child_id`'s next task or shutdown; None on timeout."""
+    return (await take(r, cfg, child_id, timeout, slice_s=slice_s, on_slice=on_slice)).message
+
+
+async def take(
+    r: Redis,
+    cfg: SessionConfig,
+    child_id: int,
+    timeout: float | None,
+    *,
+    slice_s: float = MAX_BLOCK_SLICE_S,
+    on_slice: OnSlice | None = None,
+) -> Taken:
+    """Wait up to `timeout` s for child `child_id`'s next task or shutdown.
+
+    A task already in the child's in-flight list (taken before a crash or a cancelled wait, not yet
+    reported) comes back first; a shutdown stays there (sticky) until new work is sent. Each message
+    moves into the in-flight list atomically (LMOVE/BLMOVE) before it is claimed, so a cancel at any
+    moment loses nothing. Messages that are not valid here go to the dead letters.
+    """
+    check_child(cfg, child_id)
+    keys = cfg.keys
+    taken = Taken(None)
+    try_keys = [keys.tasks(child_id), keys.inflight(child_id), keys.records(child_id), keys.task_child, keys.counts,
+                keys.last_seen, keys.status]  # fmt: skip
+
+    async def step() -> TaskMessage | ShutdownMessage | None:
+        """Without blocking: settle the in-flight list, else move the next message in and claim it."""
+        while True:
+            reply = await scripts.TRY_TAKE(r, cfg, try_keys, [child_id])
+            if reply[0] == "ok":
+                task = parse_message(reply[2])
+                if isinstance(task, TaskMessage):
+                    return task
+            elif reply[0] == "cancelled":
+                taken.cancelled.append(reply[1])
+                continue
+            elif reply[0] == "empty":
+                return None
+            found, settled = await _settle_inflight(r, cfg, child_id, taken)
+            if found is not None:
+                return found
+            if not settled:
+                return None  # nothing could be settled (a message changed under us): look again next slice
+
+    async def attempt(seconds: float) -> TaskMessage | ShutdownMessage | None:
+        if on_slice is not None:
+            await on_slice()
+        await touch_child(r, cfg, child_id)
+        found = await step()
+        if found is not None:
+            return found
+        moved = await r.execute_command(
+            "BLMOVE", keys.tasks(child_id), keys.inflight(child_id), "LEFT", "RIGHT", seconds, **RAW
+        )
+        return None if moved is None else await step()
+
+    taken.message = await sliced_wait(attempt, timeout, slice_s)
+    return taken
+
+
+async def _settle_inflight(
+    r: Redis, cfg: SessionConfig, child_id: int, taken: Taken
+) -> tuple[TaskMessage | ShutdownMessage | None, int]:
+    """Read the in-flight list and settle each message in order: the first task or shutdown for this child is returned
+    (claimed); what does not belong goes to the dead letters. Returns (found, how many were settled)."""
+    keys = cfg.keys
+    inflight = keys.inflight(child_id)
+    settled = 0
+    for raw in await read_list(r, inflight):
+        try:
+            msg = parse_message(raw)
+            _check_route(cfg, child_id, msg)
+        except MessageError as exc:
+            await bury(r, cfg, inflight, raw, str(exc))
+            settled += 1
+            continue
+        if isinstance(msg, ShutdownMessage):
+            await scripts.STOPPED(r, cfg, [keys.stopped, keys.last_seen, keys.status], [child_id, msg.reason or ""])
+            return msg, settled + 1
+        if not isinstance(msg, TaskMessage):  # _check_route lets only tasks and shutdowns through
+            continue
+        outcome = await scripts.CLAIM(
+            r, cfg, [inflight, keys.records(child_id), keys.task_child, keys.counts, keys.last_seen, keys.status],
+            [child_id, raw, msg.task_id, new_record(msg, raw.decode("utf-8"))],
+        )  # fmt: skip
+        settled += 1
+        if outcome[0] == "ok":
+            return msg, settled
+        if outcome[0] == "cancelled":
+            taken.cancelled.append(msg.task_id)
+        elif outcome[0] == "refuse":
+            await bury(r, cfg, inflight, raw, _refusal(msg, outcome[1], outcome[2]))
+    return None, settled
+
+
+def _refusal(msg: TaskMessage, why: str, detail: str) -> str:
+    if why == "other_child":
+        return f"task {msg.task_id} belongs to child {detail}, not {msg.child_id}"
+    if why == "finished":
+        return f"task {msg.task_id} is already {detail}"
+    if why == "mismatch":
+        return f"task {msg.task_id} differs from the task recorded under that id"
+    return f"the record of task {msg.task_id} is damaged"
+
+
+def _check_route(cfg: SessionConfig, child_id: int, msg: TaskMessage | ReportMessage | object) -> None:
+    if isinstance(msg, TaskMessage):
+        if msg.child_id != child_id:
+            raise MessageError(f"task {msg.task_id} is addressed to child {msg.child_id}, not {child_id}")
+        if msg.session_id != cfg.session_id:
+            raise MessageError(f"task {msg.task_id} belongs to session {msg.session_id!r}, not {cfg.session_id!r}")
+        try:
+            validate_identifier(msg.task_id, "task id")
+        except ValueError as exc:
+            raise MessageError(str(exc)) from None
+    elif isinstance(msg, ShutdownMessage):
+        if msg.session_id != cfg.session_id:
+            raise MessageError(f"a shutdown of session {msg.session_id!r} does not belong to {cfg.session_id!r}")
+        if msg.child_id is not None and msg.child_id != child_id:
+            raise MessageError(f"a shutdown for child {msg.child_id} does not belong on child {child_id}'s queue")
+    else:
+        raise MessageError(f"a {getattr(msg, 'type', '?')} message does not belong on a task queue")
+
+
+class ReportOutcome(BaseModel):
+    """What `report` did: `accepted` false with `duplicate` true for a task already reported."""
+
+    task_id: str
+    accepted: bool
+    duplicate: bool = False
+    state: Literal["done", "failed"]
+
+
+async def report_task(
+    r: Redis,
+    cfg: SessionConfig,
+    child_id: int,
+    task_id: str,
+    result: str,
+    status: ReportStatus = "done",
+    error: str | None = None,
+    *,
+    max_bytes: int,
+) -> ReportOutcome:
+    """Record the result of a task in flight for child `child_id`, then queue the report (atomically)."""
+    check_child(cfg, child_id)
+    validate_identifier(task_id, "task id")
+    if status not in ("done", "failed"):
+        raise MessageError(f"status must be 'done' or 'failed', got {status!r}")
+    check_size(
+        "the result",
+        len(result.encode("utf-8", "surrogatepass")) + len((error or "").encode("utf-8", "surrogatepass")),
+        max_bytes,
+        "shorten it, or write it to a file and report the path",
+    )
+    keys = cfg.keys
+    report = ReportMessage.create(task_id, cfg.session_id, child_id, result=result, status=status, error=error)
+    kind, detail = await scripts.REPORT(
+        r,
+        cfg,
+        [keys.records(child_id), keys.task_child, keys.inflight(child_id), keys.counts, cfg.report_queue(child_id),
+         keys.doorbell, keys.last_seen, keys.status],
+        [child_id, task_id, status, result, error or "", report.to_json(), "1" if cfg.mode == "normal" else "0"],
+    )  # fmt: skip
+    if kind == "unknown":
+        raise NotFoundError(f"no task {task_id!r} in this session: report only task ids you got from wait_for_task")
+    if kind == "other_child":
+        raise ConflictError(
+            f"task {task_id!r} belongs to child {detail}, not to you (child {child_id}); report only your own tasks"
+        )
+    if kind == "cancelled":
+        raise ConflictError(f"task {task_id!r} was cancelled by the parent; drop it and call wait_for_task again")
+    if kind == "not_taken":
+        raise ConflictError(
+            f"task {task_id!r} is not in flight for you (it is {detail}): report a task only after wait_for_task "
+            "gave it to you, and only once; call wait_for_task"
+        )
+    if kind == "damaged":
+        raise DamagedRecordError(f"the record of task {task_id!r} is damaged; tell the parent, then call wait_for_task")
+    state: Literal["done", "failed"] = "failed" if detail == "failed" else "done"
+    return ReportOutcome(task_id=task_id, accepted=kind == "ok", duplicate=kind == "duplicate", state=state)
+
+
+# ---------------------------------------------------------------- presence
+
+
+async def claim_presence(r: Redis, cfg: SessionConfig, child_id: int, token: str, ttl_s: int = PRESENCE_TTL_S) -> None:
+    """Mark child `child_id` as served by the caller (`token`); ConflictError if another live process serves it."""
+    check_child(cfg, child_id)
+    keys = cfg.keys
+    outcome = await scripts.PRESENCE(r, cfg, [keys.presence(child_id), keys.last_seen], [child_id, token, ttl_s])
+    if outcome[0] == "held":
+        raise ConflictError(
+            f"child {child_id} of session {cfg.session_id!r} is already served by another live orch-mcp process; "
+            f"use a different --child-id (1..{cfg.max_children}) or stop the other one (its claim lapses {ttl_s} s "
+            "after it stops)"
+        )
+
+
+_RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
+
+
+async def release_presence(r: Redis, cfg: SessionConfig, child_id: int, token: str) -> None:
+    """Give up the claim on child `child_id`, if it is still ours."""
+    await r.eval(_RELEASE, 1, cfg.keys.presence(child_id), token)
+
+
+def presence_token() -> str:
+    """A token unique to this process and moment, to tell our presence claim from another's."""
+    return f"{socket.gethostname()}:{os.getpid()}:{time.time_ns()}"

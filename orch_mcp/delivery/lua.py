@@ -1,0 +1,118 @@
+"""Running the transition scripts: a shared Lua prelude, and `Transition`, one script registered with redis-py.
+
+Every script receives the session's config key as KEYS[1] and a context object as ARGV[1] (TTL,
+stream cap, monitor channel, session id, a fresh message id). The prelude answers {'gone'} when the
+config no longer exists, so no script re-creates the keys of a session that was cleaned up or
+expired; `Transition` turns that answer into `SessionGoneError`. Times come from the Redis
+server's clock (TIME) at the moment the script runs, never from the caller's.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from redis.commands.core import AsyncScript
+
+from ..errors import SessionGoneError
+from ..redis_client import Redis
+from ..sessions import SessionConfig
+from ..utils import new_id
+
+#: The status stream keeps about this many entries (XADD MAXLEN ~).
+STATUS_STREAM_MAXLEN = 10_000
+
+# Helpers every script starts with. `redis.replicate_commands()` lets a script write after TIME on
+# Redis 6.2 (it is the default, and a no-op, on 7).
+PRELUDE = """
+redis.replicate_commands()
+local ctx = cjson.decode(ARGV[1])
+if redis.call('EXISTS', KEYS[1]) == 0 then return {'gone'} end
+local t = redis.call('TIME')
+local NOW = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+
+local function iso(ms)
+  local s = math.floor(ms / 1000)
+  local days = math.floor(s / 86400)
+  local rem = s - days * 86400
+  local z = days + 719468
+  local era = math.floor(z / 146097)
+  local doe = z - era * 146097
+  local yoe = math.floor((doe - math.floor(doe / 1460) + math.floor(doe / 36524) - math.floor(doe / 146096)) / 365)
+  local doy = doe - (365 * yoe + math.floor(yoe / 4) - math.floor(yoe / 100))
+  local mp = math.floor((5 * doy + 2) / 153)
+  local d = doy - math.floor((153 * mp + 2) / 5) + 1
+  local m = mp < 10 and mp + 3 or mp - 9
+  local y = yoe + era * 400 + (m <= 2 and 1 or 0)
+  return string.format('%04d-%02d-%02dT%02d:%02d:%02d.%03d+00:00', y, m, d, math.floor(rem / 3600),
+    math.floor(rem / 60) % 60, rem % 60, ms % 1000)
+end
+local NOW_ISO = iso(NOW)
+
+local function touch(...)
+  for _, k in ipairs({...}) do redis.call('EXPIRE', k, ctx.ttl) end
+end
+
+local function event(stream, state, child, tid, detail)
+  redis.call('XADD', stream, 'MAXLEN', '~', ctx.maxlen, '*', 'state', state, 'child_id', child or '',
+    'task_id', tid or '', 'detail', detail or '', 'at', NOW_ISO)
+  redis.call('EXPIRE', stream, ctx.ttl)
+  if ctx.channel ~= '' then
+    redis.call('PUBLISH', ctx.channel, cjson.encode({
+      type = 'status', message_id = ctx.message_id, session_id = ctx.session_id, created_at = NOW_ISO,
+      child_id = child and tonumber(child) or cjson.null, state = state, task_id = tid or cjson.null,
+      detail = detail or cjson.null}))
+  end
+end
+
+-- A record: the task's JSON in a child's records hash. nil when absent, false when unreadable.
+local function get_record(hash, tid)
+  local raw = redis.call('HGET', hash, tid)
+  if not raw then return nil end
+  local ok, rec = pcall(cjson.decode, raw)
+  if not ok or type(rec) ~= 'table' or type(rec.state) ~= 'string' or type(rec.msg) ~= 'string' then
+    return false
+  end
+  return rec
+end
+
+local function put_record(hash, tid, rec)
+  redis.call('HSET', hash, tid, cjson.encode(rec))
+end
+
+local function count(counts, field, by)
+  redis.call('HINCRBY', counts, field, by)
+end
+"""
+
+
+class Transition:
+    """One state transition: a Lua script (prelude + body) registered with redis-py's `register_script`."""
+
+    def __init__(self, name: str, body: str) -> None:
+        self.name = name
+        self.text = PRELUDE + body
+        self._script: AsyncScript | None = None
+
+    async def __call__(self, r: Redis, cfg: SessionConfig, keys: Sequence[str], args: Sequence[Any]) -> list[Any]:
+        """Run the script with the session's config key first; SessionGoneError if the session is gone."""
+        if self._script is None:
+            self._script = r.register_script(self.text)
+        reply: list[Any] = await self._script(keys=[cfg.keys.config, *keys], args=[context(cfg), *args], client=r)
+        if reply and reply[0] == "gone":
+            raise SessionGoneError(cfg.session_id)
+        return reply
+
+
+def context(cfg: SessionConfig) -> str:
+    """ARGV[1] of every script."""
+    return json.dumps(
+        {
+            "ttl": cfg.ttl_s,
+            "maxlen": STATUS_STREAM_MAXLEN,
+            "channel": cfg.monitor_channel or "",
+            "session_id": cfg.session_id,
+            "message_id": new_id(),
+        }
+    )

@@ -1,0 +1,220 @@
+"""The parent's side of delivery: send tasks and shutdowns, read and cancel tasks, take reports."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ..errors import ConflictError, DamagedRecordError, MessageError, NotFoundError
+from ..messages import ReportMessage, ShutdownMessage, TaskMessage, parse_message
+from ..redis_client import MAX_BLOCK_SLICE_S, Redis, sliced_wait
+from ..sessions import SessionConfig, check_child, touch_session
+from ..utils import validate_identifier
+from . import scripts
+from .common import RAW, bury, check_size, read_list
+from .records import TaskRecord, new_record, parse_record
+from .types import OnSlice
+
+
+async def send_task(
+    r: Redis,
+    cfg: SessionConfig,
+    child_id: int,
+    prompt: str,
+    context: dict[str, Any] | None = None,
+    priority: int = 0,
+    *,
+    max_bytes: int,
+) -> TaskMessage:
+    """Queue a task for child `child_id` and record it (state `queued`), in one step."""
+    check_child(cfg, child_id)
+    context = context or {}
+    try:
+        context_json = json.dumps(context)
+    except (TypeError, ValueError) as exc:
+        raise MessageError(f"context must be a JSON object of plain values: {exc}") from None
+    check_size(
+        "the task (prompt + context)",
+        len(prompt.encode("utf-8", "surrogatepass")) + len(context_json.encode()),
+        max_bytes,
+        "shorten it or pass large data by reference (a file path or URL)",
+    )
+    task = TaskMessage.create(prompt, cfg.session_id, child_id, context=context, priority=priority)
+    raw = task.to_json()
+    keys = cfg.keys
+    await scripts.SEND(
+        r,
+        cfg,
+        [keys.records(child_id), keys.task_child, keys.counts, keys.tasks(child_id), keys.inflight(child_id),
+         keys.stopped, keys.status],
+        [child_id, task.task_id, raw, task.priority, new_record(task, raw)],
+    )  # fmt: skip
+    await touch_session(r, cfg)
+    return task
+
+
+async def send_shutdown(
+    r: Redis, cfg: SessionConfig, child_id: int | None = None, *, now: bool = False, reason: str | None = None
+) -> list[int]:
+    """Tell one child (or all): behind its pending tasks, or at the front with `now`. Returns who was told."""
+    targets = [check_child(cfg, child_id)] if child_id is not None else list(cfg.child_ids)
+    msg = ShutdownMessage.create(cfg.session_id, child_id=child_id, reason=reason).to_json()
+    keys = [cfg.keys.status, *(cfg.keys.tasks(n) for n in targets)]
+    await scripts.SHUTDOWN(r, cfg, keys, [msg, "1" if now else "0", *targets])
+    return targets
+
+
+async def find_child(r: Redis, cfg: SessionConfig, task_id: str) -> int:
+    """The child a task belongs to; NotFoundError if the session has no such task."""
+    validate_identifier(task_id, "task id")
+    owner = await r.hget(cfg.keys.task_child, task_id)
+    if owner is None:
+        raise NotFoundError(
+            f"no task {task_id!r} in session {cfg.session_id!r} (it may have expired); check the id send_task returned"
+        )
+    return int(owner)
+
+
+async def get_task(r: Redis, cfg: SessionConfig, task_id: str) -> TaskRecord:
+    """The record of `task_id`; NotFoundError if the session has no such task, DamagedRecordError if unreadable."""
+    child_id = await find_child(r, cfg, task_id)
+    record = parse_record(task_id, await r.hget(cfg.keys.records(child_id), task_id))
+    if record is None:
+        raise NotFoundError(f"task {task_id!r} has no record in session {cfg.session_id!r} (it may have expired)")
+    return record
+
+
+async def cancel_task(r: Redis, cfg: SessionConfig, task_id: str) -> TaskRecord:
+    """Withdraw a queued task, or mark a working one cancelled (its child learns it at its next call)."""
+    child_id = await find_child(r, cfg, task_id)
+    keys = cfg.keys
+    outcome = await scripts.CANCEL(
+        r, cfg, [keys.records(child_id), keys.task_child, keys.counts, keys.tasks(child_id), keys.status],
+        [child_id, task_id],
+    )  # fmt: skip
+    if outcome[0] == "finished":
+        raise ConflictError(f"task {task_id!r} is already {outcome[1]}, so it can no longer be cancelled")
+    if outcome[0] != "ok":
+        await get_task(r, cfg, task_id)  # raises the matching error (gone, damaged)
+    return await get_task(r, cfg, task_id)
+
+
+# ---------------------------------------------------------------- reports
+
+
+async def take_report(
+    r: Redis,
+    cfg: SessionConfig,
+    timeout: float | None,
+    *,
+    ack: bytes | None = None,
+    slice_s: float = MAX_BLOCK_SLICE_S,
+    on_slice: OnSlice | None = None,
+) -> tuple[ReportMessage, bytes] | None:
+    """Wait up to `timeout` s for the next report; returns it with its exact bytes (pass them as `ack` next time).
+
+    A report moves atomically into `<prefix>:reports:inflight` and stays there until acknowledged by
+    the next call, so a wait cancelled at any moment gets it again. The oldest report comes first, in
+    both modes. Whatever on the way is not a valid report of this session goes to the dead letters.
+    """
+    keys = cfg.keys
+    if ack is not None:
+        await r.lrem(keys.reports_inflight, 1, ack)
+    sweep = cfg.mode == "normal"  # reports pushed by hand onto a child's queue (no doorbell) are found once a call
+
+    async def attempt(seconds: float) -> tuple[ReportMessage, bytes] | None:
+        nonlocal sweep
+        if on_slice is not None:
+            await on_slice()
+        await touch_session(r, cfg)
+        for block in (None, seconds):
+            while True:
+                for raw in await read_list(r, keys.reports_inflight):
+                    found = await _accept_report(r, cfg, raw)
+                    if found is not None:
+                        return found
+                if not await _move_report(r, cfg, block, sweep):
+                    break
+                sweep = False
+        return None
+
+    return await sliced_wait(attempt, timeout, slice_s)
+
+
+async def _move_report(r: Redis, cfg: SessionConfig, block: float | None, sweep: bool) -> bool:
+    """Move the oldest waiting report into the in-flight list (blocking up to `block` s); False if none came."""
+    keys = cfg.keys
+    if cfg.mode == "summoner":
+        if block is None:
+            moved = await r.execute_command("LMOVE", keys.reports, keys.reports_inflight, "LEFT", "RIGHT", **RAW)
+        else:
+            moved = await r.execute_command(
+                "BLMOVE", keys.reports, keys.reports_inflight, "LEFT", "RIGHT", block, **RAW
+            )
+        if moved is not None:
+            await r.expire(keys.reports_inflight, cfg.ttl_s)
+        return moved is not None
+    while True:
+        head = await r.execute_command("LINDEX", keys.doorbell, 0, **RAW)
+        if head is None and sweep:
+            sweep = False
+            if await _sweep_reports(r, cfg):
+                return True
+        if head is None and block is not None:
+            head = await r.execute_command("BLMOVE", keys.doorbell, keys.doorbell, "LEFT", "LEFT", block, **RAW)
+            block = None
+        if head is None:
+            return False
+        child_id = _doorbell_child(cfg, head)
+        if child_id is None:
+            await bury(r, cfg, keys.doorbell, head, "not a child id of this session on the report doorbell")
+            continue
+        outcome = await scripts.MOVE_REPORT(
+            r, cfg, [keys.doorbell, keys.child_reports(child_id), keys.reports_inflight], [child_id, "1"]
+        )
+        if outcome[0] == "moved":
+            return True
+
+
+async def _sweep_reports(r: Redis, cfg: SessionConfig) -> bool:
+    """Normal mode: move a report that sits on a child's queue without a doorbell entry (pushed by hand)."""
+    keys = cfg.keys
+    async with r.pipeline(transaction=False) as pipe:
+        for n in cfg.child_ids:
+            pipe.llen(keys.child_reports(n))
+        depths = await pipe.execute()
+    for n, depth in zip(cfg.child_ids, depths, strict=True):
+        if depth:
+            outcome = await scripts.MOVE_REPORT(
+                r, cfg, [keys.doorbell, keys.child_reports(n), keys.reports_inflight], [n, "0"]
+            )
+            if outcome[0] == "moved":
+                return True
+    return False
+
+
+def _doorbell_child(cfg: SessionConfig, raw: bytes) -> int | None:
+    text = raw.decode("ascii", "replace")
+    return int(text) if text.isdigit() and 1 <= int(text) <= cfg.max_children else None
+
+
+async def _accept_report(r: Redis, cfg: SessionConfig, raw: bytes) -> tuple[ReportMessage, bytes] | None:
+    """The report `raw` if it is a valid report of this session on a reported task; else it goes to the dead letters."""
+    try:
+        msg = parse_message(raw)
+        if not isinstance(msg, ReportMessage):
+            raise MessageError(f"a {msg.type} message does not belong on a report queue")
+        if msg.session_id != cfg.session_id:
+            raise MessageError(f"report for task {msg.task_id} belongs to session {msg.session_id!r}")
+        validate_identifier(msg.task_id, "task id")
+        if msg.child_id > cfg.max_children:
+            raise MessageError(f"report from child {msg.child_id}, but this session has children 1..{cfg.max_children}")
+        record = parse_record(msg.task_id, await r.hget(cfg.keys.records(msg.child_id), msg.task_id))
+        if record is None:
+            raise MessageError(f"report for task {msg.task_id}, which child {msg.child_id} never had")
+        if record.state not in ("done", "failed"):
+            raise MessageError(f"report for task {msg.task_id}, which is {record.state.value}, not reported")
+    except (MessageError, ValueError, DamagedRecordError) as exc:
+        await bury(r, cfg, cfg.keys.reports_inflight, raw, str(exc))
+        return None
+    return msg, raw

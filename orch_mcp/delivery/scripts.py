@@ -1,0 +1,277 @@
+"""The transition scripts (see the table in `orch_mcp.delivery`). KEYS[1] is always the session's config.
+
+Replies are short lists of plain ASCII words and ids, or a task message byte-identical to the one
+its record holds (valid UTF-8 by construction): a script never hands foreign bytes back to a client
+that decodes its replies.
+"""
+
+from __future__ import annotations
+
+from .lua import Transition
+
+# Claiming a task that is already in the child's in-flight list (the shared part of TRY_TAKE and CLAIM).
+# K: records, task_child, counts, last_seen, stream, inflight. `adopt` is the record JSON for a raw-pushed
+# task that has none (decision 6), or nil. Answers {'ok', delivery_count}, {'cancelled', tid},
+# {'check'} (nothing known: let the caller look) or {'refuse', why, detail} (nothing changed).
+_CLAIM_FN = """
+local function claim(K, n, raw, tid, adopt)
+  local owner = redis.call('HGET', K.task_child, tid)
+  if owner and owner ~= n then return {'refuse', 'other_child', owner} end
+  local rec = get_record(K.records, tid)
+  if rec == false or (rec == nil and owner) then return {'refuse', 'damaged', ''} end
+  if rec == nil then
+    if not adopt then return {'check'} end
+    rec = cjson.decode(adopt)
+    if rec.msg ~= raw then return {'refuse', 'mismatch', ''} end
+    redis.call('HSET', K.task_child, tid, n)
+    count(K.counts, 'queued', 1)
+  end
+  if rec.msg ~= raw then return {'refuse', 'mismatch', rec.state} end
+  if rec.state == 'cancelled' then
+    redis.call('LREM', K.inflight, 1, raw)
+    return {'cancelled', tid}
+  end
+  if rec.state ~= 'queued' and rec.state ~= 'working' then return {'refuse', 'finished', rec.state} end
+  if rec.state == 'queued' then
+    count(K.counts, 'queued', -1)
+    count(K.counts, 'working', 1)
+  end
+  rec.state = 'working'
+  rec.started_at = NOW_ISO
+  rec.delivery_count = (tonumber(rec.delivery_count) or 0) + 1
+  put_record(K.records, tid, rec)
+  redis.call('HSET', K.last_seen, n, NOW)
+  touch(K.records, K.task_child, K.counts, K.last_seen, K.inflight)
+  local detail = nil
+  if rec.delivery_count > 1 then detail = 'delivery ' .. rec.delivery_count end
+  event(K.stream, 'working', n, tid, detail)
+  return {'ok', tostring(rec.delivery_count)}
+end
+"""
+
+# KEYS: config, records, task_child, counts, tasks, inflight, stopped, status.
+# ARGV: ctx, child, task_id, raw message, priority, record JSON.
+# Record the task (queued), put it on the child's queue behind every message of equal or higher
+# priority (a shutdown counts as highest), and withdraw a shutdown the child already holds: new work
+# revokes it (decision 8).
+SEND = Transition(
+    "send",
+    """
+local n, tid, raw, p = ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5])
+if redis.call('HEXISTS', KEYS[3], tid) == 1 then return {'exists'} end
+redis.call('HSET', KEYS[2], tid, ARGV[6])
+redis.call('HSET', KEYS[3], tid, n)
+count(KEYS[4], 'queued', 1)
+local placed = false
+if p > 0 then
+  local len = redis.call('LLEN', KEYS[5])
+  local i = 0
+  while i < len and not placed do
+    local chunk = redis.call('LRANGE', KEYS[5], i, i + 99)
+    for _, item in ipairs(chunk) do
+      local ok, msg = pcall(cjson.decode, item)
+      local ip = 0
+      if ok and type(msg) == 'table' then
+        if msg['type'] == 'shutdown' then ip = math.huge
+        elseif type(msg['priority']) == 'number' then ip = msg['priority'] end
+      end
+      if ip < p then
+        redis.call('LINSERT', KEYS[5], 'BEFORE', item, raw)
+        placed = true
+        break
+      end
+    end
+    i = i + 100
+  end
+end
+if not placed then redis.call('RPUSH', KEYS[5], raw) end
+for _, item in ipairs(redis.call('LRANGE', KEYS[6], 0, -1)) do
+  local ok, msg = pcall(cjson.decode, item)
+  if ok and type(msg) == 'table' and msg['type'] == 'shutdown' then redis.call('LREM', KEYS[6], 1, item) end
+end
+redis.call('HDEL', KEYS[7], n)
+touch(KEYS[2], KEYS[3], KEYS[4], KEYS[5])
+event(KEYS[8], 'queued', n, tid)
+return {'ok'}
+""",
+)
+
+# KEYS: config, status, then the task queue of each child told. ARGV: ctx, raw, '1' for now, then the child ids.
+SHUTDOWN = Transition(
+    "shutdown",
+    """
+for i = 3, #KEYS do
+  if ARGV[3] == '1' then redis.call('LPUSH', KEYS[i], ARGV[2]) else redis.call('RPUSH', KEYS[i], ARGV[2]) end
+  touch(KEYS[i])
+  event(KEYS[2], 'shutdown_sent', ARGV[i + 1], nil, ARGV[3] == '1' and 'now' or 'after pending tasks')
+end
+return {'ok'}
+""",
+)
+
+# KEYS: config, tasks, inflight, records, task_child, counts, last_seen, status. ARGV: ctx, child.
+# The fast path of a take: with the in-flight list empty, move the next message into it; if the list
+# then holds exactly one message and it is a task recorded for this child, claim it and return it.
+# Anything else ({'check'}) the caller reads, validates and settles message by message.
+TRY_TAKE = Transition(
+    "try_take",
+    _CLAIM_FN
+    + """
+local K = {records = KEYS[4], task_child = KEYS[5], counts = KEYS[6], last_seen = KEYS[7], stream = KEYS[8],
+  inflight = KEYS[3]}
+if redis.call('LLEN', KEYS[3]) == 0 then
+  if not redis.call('LMOVE', KEYS[2], KEYS[3], 'LEFT', 'RIGHT') then return {'empty'} end
+  touch(KEYS[3])
+end
+if redis.call('LLEN', KEYS[3]) ~= 1 then return {'check'} end
+local raw = redis.call('LINDEX', KEYS[3], 0)
+local ok, msg = pcall(cjson.decode, raw)
+if not ok or type(msg) ~= 'table' or msg['type'] ~= 'task' or type(msg['task_id']) ~= 'string' then
+  return {'check'}
+end
+local res = claim(K, ARGV[2], raw, msg['task_id'], nil)
+if res[1] == 'ok' then return {'ok', res[2], raw} end
+if res[1] == 'cancelled' then return res end
+return {'check'}
+""",
+)
+
+# KEYS: config, inflight, records, task_child, counts, last_seen, status.
+# ARGV: ctx, child, raw (validated by the caller), task_id, record JSON to adopt a raw-pushed task.
+CLAIM = Transition(
+    "claim",
+    _CLAIM_FN
+    + """
+local K = {records = KEYS[3], task_child = KEYS[4], counts = KEYS[5], last_seen = KEYS[6], stream = KEYS[7],
+  inflight = KEYS[2]}
+if not redis.call('LPOS', KEYS[2], ARGV[3]) then return {'absent'} end
+return claim(K, ARGV[2], ARGV[3], ARGV[4], ARGV[5])
+""",
+)
+
+# KEYS: config, stopped, last_seen, status. ARGV: ctx, child, reason.
+# The child got its shutdown (which stays in its in-flight list: sticky); the first time is an event.
+STOPPED = Transition(
+    "stopped",
+    """
+redis.call('HSET', KEYS[3], ARGV[2], NOW)
+touch(KEYS[3])
+if redis.call('HSETNX', KEYS[2], ARGV[2], NOW) == 1 then
+  touch(KEYS[2])
+  event(KEYS[4], 'shutdown', ARGV[2], nil, ARGV[3] ~= '' and ARGV[3] or nil)
+end
+return {'ok'}
+""",
+)
+
+# KEYS: config, records, task_child, inflight, counts, report queue, doorbell, last_seen, status.
+# ARGV: ctx, child, task_id, status, result, error, report message, '1' to ring the doorbell (normal mode).
+# Only a task in flight for this child may be reported; the record is written, then the report queued.
+REPORT = Transition(
+    "report",
+    """
+local n, tid = ARGV[2], ARGV[3]
+local owner = redis.call('HGET', KEYS[3], tid)
+if not owner then return {'unknown', ''} end
+if owner ~= n then return {'other_child', owner} end
+local rec = get_record(KEYS[2], tid)
+if not rec then return {'damaged', ''} end
+if rec.state == 'done' or rec.state == 'failed' then return {'duplicate', rec.state} end
+if rec.state == 'cancelled' then
+  redis.call('LREM', KEYS[4], 1, rec.msg)
+  return {'cancelled', ''}
+end
+if rec.state ~= 'working' or not redis.call('LPOS', KEYS[4], rec.msg) then return {'not_taken', rec.state} end
+redis.call('LREM', KEYS[4], 1, rec.msg)
+rec.state = ARGV[4]
+rec.result = ARGV[5]
+if ARGV[6] ~= '' then rec.error = ARGV[6] end
+rec.finished_at = NOW_ISO
+put_record(KEYS[2], tid, rec)
+count(KEYS[5], 'working', -1)
+count(KEYS[5], ARGV[4], 1)
+count(KEYS[5], 'finished:' .. n, 1)
+redis.call('RPUSH', KEYS[6], ARGV[7])
+if ARGV[8] == '1' then
+  redis.call('RPUSH', KEYS[7], n)
+  touch(KEYS[7])
+end
+redis.call('HSET', KEYS[8], n, NOW)
+touch(KEYS[2], KEYS[5], KEYS[6], KEYS[8])
+event(KEYS[9], ARGV[4], n, tid)
+return {'ok', ARGV[4]}
+""",
+)
+
+# KEYS: config, records, task_child, counts, tasks, status. ARGV: ctx, child, task_id.
+# A queued task leaves its queue; a working one is marked and its child learns it at its next call.
+CANCEL = Transition(
+    "cancel",
+    """
+local n, tid = ARGV[2], ARGV[3]
+local rec = get_record(KEYS[2], tid)
+if rec == nil then return {'unknown'} end
+if rec == false then return {'damaged'} end
+if rec.state ~= 'queued' and rec.state ~= 'working' then return {'finished', rec.state} end
+if rec.state == 'queued' then redis.call('LREM', KEYS[5], 1, rec.msg) end
+count(KEYS[4], rec.state, -1)
+count(KEYS[4], 'cancelled', 1)
+local was = rec.state
+rec.state = 'cancelled'
+rec.finished_at = NOW_ISO
+put_record(KEYS[2], tid, rec)
+event(KEYS[6], 'cancelled', n, tid, was == 'working' and 'its child is told at its next call' or nil)
+return {'ok', was}
+""",
+)
+
+# KEYS: config, the list it sits on, dead, status. ARGV: ctx, raw (exact bytes), dead letter JSON, cap, reason.
+DEAD = Transition(
+    "dead_letter",
+    """
+if redis.call('LREM', KEYS[2], 1, ARGV[2]) == 0 then return {'absent'} end
+redis.call('RPUSH', KEYS[3], ARGV[3])
+redis.call('LTRIM', KEYS[3], -tonumber(ARGV[4]), -1)
+touch(KEYS[3])
+event(KEYS[4], 'dead_letter', nil, nil, ARGV[5])
+return {'ok'}
+""",
+)
+
+# KEYS: config, doorbell, the child's report queue, reports:inflight. ARGV: ctx, child, '1' if rung.
+# Normal mode: move the oldest report (the doorbell's head names its child) into the parent's
+# in-flight list. Without the doorbell ('0') it sweeps a report pushed by hand.
+MOVE_REPORT = Transition(
+    "move_report",
+    """
+if ARGV[3] == '1' then
+  if redis.call('LINDEX', KEYS[2], 0) ~= ARGV[2] then return {'retry'} end
+  redis.call('LPOP', KEYS[2])
+end
+local moved = redis.call('LMOVE', KEYS[3], KEYS[4], 'LEFT', 'RIGHT')
+-- Every report waiting on a child's queue keeps a doorbell entry, even one that was not pushed with one.
+if redis.call('LLEN', KEYS[3]) > 0 and not redis.call('LPOS', KEYS[2], ARGV[2]) then
+  redis.call('RPUSH', KEYS[2], ARGV[2])
+  touch(KEYS[2])
+end
+if moved then
+  touch(KEYS[4])
+  return {'moved'}
+end
+return {'stale'}
+""",
+)
+
+# KEYS: config, presence, last_seen. ARGV: ctx, child, token, presence TTL.
+# Claim or renew a child's presence; 0 if another live process holds it.
+PRESENCE = Transition(
+    "presence",
+    """
+local held = redis.call('GET', KEYS[2])
+if held and held ~= ARGV[3] then return {'held'} end
+redis.call('SET', KEYS[2], ARGV[3], 'EX', ARGV[4])
+redis.call('HSET', KEYS[3], ARGV[2], NOW)
+touch(KEYS[3])
+return {'ok'}
+""",
+)
