@@ -356,7 +356,7 @@ async def test_report_is_recorded_before_it_is_queued(r: Redis, session: Session
 
 async def test_a_report_before_the_take_is_refused_and_the_task_stays_queued(r: Redis, session: SessionConfig) -> None:
     early = await send(r, session, 1, "not taken yet")
-    with pytest.raises(ConflictError, match="not in flight for you .it is queued"):
+    with pytest.raises(ConflictError, match=r"not in flight for you \(it is queued"):
         await delivery.report_task(r, session, 1, early.task_id, "did it offline", max_bytes=LIMIT)
     assert (await delivery.get_task(r, session, early.task_id)).state == "queued"
     assert await take(r, session, 1) == early  # still delivered
