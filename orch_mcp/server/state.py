@@ -12,10 +12,10 @@ import anyio
 import anyio.abc
 from mcp.server.mcpserver import MCPServer
 
-from ..agents import AsyncChild, AsyncParent, find_session
+from ..agents import AsyncChild, AsyncParent
 from ..errors import ConfigError, InvalidIdentifierError, NotFoundError
 from ..redis_client import Redis, block_slice, create_client
-from ..sessions import SessionConfig
+from ..sessions import SessionConfig, resolve_session
 from .settings import ServerSettings
 
 log = logging.getLogger(__name__)
@@ -83,7 +83,7 @@ class ServerState:
             if self.session is not None and self.session is not cfg:
                 return self.session  # another call resolved it meanwhile
             try:
-                found = await find_session(self.redis, self.settings.namespace, self.settings.session_id)
+                found = await resolve_session(self.redis, self.settings.namespace, self.settings.session_id)
             except NotFoundError:
                 if self.session is not None:  # gone, and nothing to move to: stop serving it (and its claim)
                     log.info("session %s is gone", self.session.session_id)

@@ -9,10 +9,9 @@ from mcp_types import CallToolResult
 from pydantic import Field
 
 from .. import delivery, sessions
-from ..agents import find_session
 from ..delivery import SessionStatus
 from ..keys import NamespaceKeys
-from ..sessions import MAX_CHILDREN_LIMIT
+from ..sessions import MAX_CHILDREN_LIMIT, resolve_session
 from . import texts
 from .adapter import _result, _state, tool_adapter
 from .models import Cleanup, OptionalSessionIdArg, SessionIdArg, SessionInfo, SessionList
@@ -60,7 +59,7 @@ async def init_session(
 async def get_session(ctx: Context[ServerState], session_id: SessionIdArg) -> Annotated[CallToolResult, SessionInfo]:
     """Show one session: its mode, children, TTL and the names of its queues."""
     state = _state(ctx)
-    cfg = await find_session(state.redis, state.settings.namespace, session_id)
+    cfg = await resolve_session(state.redis, state.settings.namespace, session_id)
     return _result(SessionInfo.of(cfg), texts.session_text(cfg))
 
 
@@ -81,7 +80,7 @@ async def list_sessions(ctx: Context[ServerState]) -> Annotated[CallToolResult, 
 async def cleanup_session(ctx: Context[ServerState], session_id: SessionIdArg) -> Annotated[CallToolResult, Cleanup]:
     """Remove every key of a finished session (queues, task records, status stream) and its index entry."""
     state = _state(ctx)
-    cfg = await find_session(state.redis, state.settings.namespace, session_id)
+    cfg = await resolve_session(state.redis, state.settings.namespace, session_id)
     done = await sessions.cleanup_session(state.redis, cfg)
     return _result(Cleanup(**done.model_dump(), removed_count=len(done.removed_keys)), texts.cleanup_text(done))
 
@@ -93,9 +92,9 @@ async def session_status(
     """Show each child's state (idle, working, offline), queue depth and in-flight task, and task counts."""
     state = _state(ctx)
     if session_id is not None:
-        cfg = await find_session(state.redis, state.settings.namespace, session_id)
+        cfg = await resolve_session(state.redis, state.settings.namespace, session_id)
     elif state.settings.role == "summoner":  # the summoner follows the namespace's latest session
-        cfg = await find_session(state.redis, state.settings.namespace, state.settings.session_id)
+        cfg = await resolve_session(state.redis, state.settings.namespace, state.settings.session_id)
     else:
         cfg = await state.current()
     st = await delivery.session_status(state.redis, cfg)
