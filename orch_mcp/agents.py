@@ -18,7 +18,7 @@ from .delivery import OnSlice, ReportOutcome, SessionStatus, TaskRecord
 from .errors import SessionGoneError
 from .messages import ReportMessage, ReportStatus, ShutdownMessage, TaskMessage
 from .redis_client import Redis, block_slice
-from .sessions import SessionConfig, current_session, load_session
+from .sessions import SessionConfig, resolve_session
 from .sync import SyncBridge
 
 log = logging.getLogger(__name__)
@@ -125,15 +125,6 @@ class AsyncChild:
                                           max_bytes=self.max_message_bytes)  # fmt: skip
 
 
-async def find_session(
-    r: Redis, namespace: str, session_id: str | None = None, prefix: str | None = None
-) -> SessionConfig:
-    """A session by id or prefix; the namespace's current one when both are None or the id is 'current'."""
-    if prefix or (session_id and session_id != "current"):
-        return await load_session(r, namespace=namespace, session_id=session_id, prefix=prefix)
-    return await current_session(r, namespace=namespace)
-
-
 class _SyncAgent:
     def __init__(self, session_id: str | None, prefix: str | None, host: str | None, port: int | None,
                  url: str | None, namespace: str | None, redis_config: RedisConfig | None) -> None:  # fmt: skip
@@ -141,7 +132,7 @@ class _SyncAgent:
         self._bridge = SyncBridge(cfg)
         try:
             self.session: SessionConfig = self._bridge._call(
-                find_session, namespace_or_default(namespace), session_id, prefix
+                resolve_session, namespace_or_default(namespace), session_id, prefix=prefix
             )
         except BaseException:
             self._bridge.close()

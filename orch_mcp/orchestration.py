@@ -10,8 +10,9 @@ from typing_extensions import Unpack
 
 from . import sessions
 from .connection import ConnectionOptions, connection_config, namespace_or_default
+from .errors import InvalidIdentifierError
 from .sessions import CleanupResult, Mode, SessionConfig
-from .sync import shared_bridge
+from .sync import SyncBridge, shared_bridge
 
 __all__ = [
     "CleanupResult",
@@ -83,9 +84,7 @@ def get_config(
 ) -> SessionConfig:
     """Read a session's config by prefix (`myproject-host-001`) or session id; NotFoundError if it is gone."""
     cfg = connection_config(host=host, port=port, **conn)
-    return shared_bridge(cfg)._call(
-        sessions.load_session, namespace=namespace_or_default(namespace), session_id=session_id, prefix=prefix
-    )
+    return _find(shared_bridge(cfg), namespace, session_id, prefix)
 
 
 def cleanup_session(
@@ -102,7 +101,12 @@ def cleanup_session(
     cfg = connection_config(host=host, port=port, **conn)
     bridge = shared_bridge(cfg)
     if config is None:
-        config = bridge._call(
-            sessions.load_session, namespace=namespace_or_default(namespace), session_id=session_id, prefix=prefix
-        )
+        config = _find(bridge, namespace, session_id, prefix)
     return bridge._call(sessions.cleanup_session, config)
+
+
+def _find(bridge: SyncBridge, namespace: str | None, session_id: str | None, prefix: str | None) -> SessionConfig:
+    """The session `session_id` or `prefix` names; one of them is required (no falling back on the current one)."""
+    if not (session_id or prefix):
+        raise InvalidIdentifierError("give a session_id or a prefix")
+    return bridge._call(sessions.resolve_session, namespace_or_default(namespace), session_id, prefix=prefix)

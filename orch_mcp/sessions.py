@@ -1,4 +1,8 @@
-"""Session operations (plain async functions taking the Redis client): create, find, list, refresh, remove."""
+"""Session operations (plain async functions taking the Redis client): create, find, list, refresh, remove.
+
+A session named by a caller (an id, a prefix, 'current') is found by `resolve_session`, the one resolver;
+`load_session` and `current_session` are its building blocks.
+"""
 
 from __future__ import annotations
 
@@ -237,6 +241,31 @@ async def current_session(r: Redis, *, namespace: str) -> SessionConfig:
         return await load_session(r, namespace=namespace, session_id=sid)
     except NotFoundError:
         raise NoSessionError(f"the current session {sid!r} of namespace {namespace!r} has expired: {hint}") from None
+
+
+async def resolve_session(
+    r: Redis, namespace: str, ref: str | None = None, *, prefix: str | None = None
+) -> SessionConfig:
+    """The session a caller names; every lookup of a session by what a user typed goes through here.
+
+    `prefix` (a full prefix or its bare name) finds the session by prefix. Otherwise `ref`: None or
+    'current' is the namespace's current session; a full prefix (`{myproject-host-001}`,
+    `summoner:{<id>}`) finds it by prefix; anything else is a session id, or, if no session has that
+    id, a prefix's bare name (`myproject-host-001`).
+    """
+    if prefix:
+        return await load_session(r, namespace=namespace, prefix=prefix)
+    if ref is None or ref == "current":
+        return await current_session(r, namespace=namespace)
+    if "{" in ref:
+        return await load_session(r, namespace=namespace, prefix=ref)
+    try:
+        return await load_session(r, namespace=namespace, session_id=ref)
+    except NotFoundError as by_id:
+        try:
+            return await load_session(r, namespace=namespace, prefix=ref)
+        except (NotFoundError, ValueError):
+            raise by_id from None
 
 
 async def list_sessions(r: Redis, *, namespace: str) -> list[SessionConfig]:

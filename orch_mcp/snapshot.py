@@ -15,9 +15,9 @@ from pydantic import BaseModel
 
 from . import delivery
 from .delivery.records import parse_record
-from .errors import DamagedRecordError, NotFoundError
+from .errors import DamagedRecordError
 from .redis_client import Redis
-from .sessions import SessionConfig, current_session, load_session
+from .sessions import SessionConfig
 
 ChildState = Literal["idle", "working", "offline", "stopped"]
 
@@ -79,21 +79,6 @@ class SessionSnapshot(BaseModel):
     dead_letters: int
     events: list[EventView]
     last_event_id: str | None
-
-
-async def resolve_session(r: Redis, namespace: str, ref: str | None = None) -> SessionConfig:
-    """The session named by `ref`: a session id, a prefix, or None / 'current' for the namespace's current one."""
-    if ref is None or ref == "current":
-        return await current_session(r, namespace=namespace)
-    if "{" in ref:  # a full prefix: `{myproject-host-001}` or `summoner:{<id>}`
-        return await load_session(r, namespace=namespace, prefix=ref)
-    try:
-        return await load_session(r, namespace=namespace, session_id=ref)
-    except NotFoundError as by_id:
-        try:
-            return await load_session(r, namespace=namespace, prefix=ref)
-        except (NotFoundError, ValueError):
-            raise by_id from None
 
 
 def _parse_time(text: str | None) -> datetime | None:

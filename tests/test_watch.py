@@ -20,8 +20,8 @@ from orch_mcp.agents import AsyncChild, AsyncParent, Child, Parent
 from orch_mcp.config import RedisConfig
 from orch_mcp.errors import NoSessionError, NotFoundError
 from orch_mcp.redis_client import Redis
-from orch_mcp.sessions import SessionConfig, cleanup_session, init_session
-from orch_mcp.snapshot import resolve_session, take_snapshot, wait_for_events
+from orch_mcp.sessions import SessionConfig, cleanup_session, init_session, resolve_session
+from orch_mcp.snapshot import take_snapshot, wait_for_events
 
 NS = "test"
 

@@ -14,8 +14,8 @@ from rich.table import Table
 from rich.text import Text
 
 from ..redis_client import Redis, create_client, redis_errors
-from ..sessions import SessionConfig
-from ..snapshot import ChildView, EventView, SessionSnapshot, resolve_session
+from ..sessions import SessionConfig, resolve_session
+from ..snapshot import ChildView, EventView, SessionSnapshot
 from . import common
 
 STATE_STYLE = {"idle": "green", "working": "bold yellow", "offline": "red"}

@@ -1,0 +1,134 @@
+"""How a plain async function becomes a tool: errors to ToolError, results, progress, a flat output schema."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, ParamSpec
+
+import redis.exceptions as rexc
+from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.mcpserver.tools import Tool
+from mcp_types import CallToolResult, TextContent
+from pydantic import BaseModel
+
+from ..errors import OrchError
+from ..redis_client import redis_errors
+from .settings import POLL_S
+from .state import ServerState
+
+log = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+
+
+def _state(ctx: Context[ServerState]) -> ServerState:
+    state: ServerState = ctx.request_context.lifespan_context
+    return state
+
+
+def tool_adapter(fn: Callable[P, Awaitable[CallToolResult]]) -> Callable[P, Awaitable[CallToolResult]]:
+    """Turn the project's errors (and redis-py's) into ToolError, whose message is what the model reads."""
+
+    @functools.wraps(fn)
+    async def adapter(*args: P.args, **kwargs: P.kwargs) -> CallToolResult:
+        ctx = kwargs["ctx"]
+        assert isinstance(ctx, Context)
+        config = _state(ctx).settings.orch.redis
+        try:
+            with redis_errors(config):
+                return await fn(*args, **kwargs)
+        except OrchError as exc:
+            raise ToolError(str(exc)) from exc
+        except rexc.RedisError as exc:
+            raise ToolError(f"Redis at {config.display_url} answered with an error: {exc}") from exc
+
+    return adapter
+
+
+def _result(model: BaseModel, text: str) -> CallToolResult:
+    """A tool result: `model` as the structured content, `text` for the model to read."""
+    return CallToolResult(
+        content=[TextContent(type="text", text=text)], structured_content=model.model_dump(mode="json")
+    )
+
+
+class _Progress:
+    """The on_slice callback of a wait: a progress notification (elapsed of timeout_s) before each blocking slice."""
+
+    def __init__(self, ctx: Context[ServerState], timeout_s: float, what: str) -> None:
+        self.ctx = ctx
+        self.timeout_s = timeout_s
+        self.what = what
+        self.start = time.monotonic()
+
+    @property
+    def elapsed(self) -> float:
+        return min(time.monotonic() - self.start, self.timeout_s)
+
+    def remaining(self) -> float:
+        """What is left of timeout_s for the blocking part (never 0, which the core reads as "for ever")."""
+        return max(self.timeout_s - self.elapsed, POLL_S)
+
+    def waited(self) -> float:
+        return round(time.monotonic() - self.start, 3)
+
+    async def __call__(self) -> None:
+        elapsed = self.elapsed
+        try:
+            message = f"waiting for a {self.what}: {elapsed:.0f} s of {self.timeout_s:g} s"
+            await self.ctx.report_progress(elapsed, total=self.timeout_s, message=message)
+        except Exception as exc:  # progress is best effort; the wait goes on
+            log.debug("progress notification failed: %s", exc)
+
+
+def _tool(fn: Callable[..., Awaitable[CallToolResult]]) -> Tool:
+    """The tool for `fn`, its output schema flattened (see compact_schema)."""
+    tool = Tool.from_function(fn)
+    if tool.fn_metadata.output_schema is not None:
+        tool.fn_metadata.output_schema = compact_schema(tool.fn_metadata.output_schema)
+    return tool
+
+
+def compact_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """The same JSON schema with `$defs` references inlined and `anyOf: [X, null]` written as `type: [x, "null"]`.
+
+    It accepts exactly the same documents; clients validate every structured result against it, and
+    the flat form checks in about half the time of pydantic's (one `$ref` lookup per nested model).
+    A schema whose references are recursive is returned unchanged.
+    """
+    defs: dict[str, Any] = schema.get("$defs", {})
+
+    def walk(node: Any, seen: tuple[str, ...]) -> Any:
+        if isinstance(node, list):
+            return [walk(item, seen) for item in node]
+        if not isinstance(node, dict):
+            return node
+        ref = node.get("$ref")
+        if isinstance(ref, str):
+            name = ref.rsplit("/", 1)[-1]
+            if not ref.startswith("#/$defs/") or name not in defs or name in seen:
+                raise _Unflattenable(ref)
+            inner = walk(defs[name], (*seen, name))
+            return {**inner, **{k: walk(v, seen) for k, v in node.items() if k != "$ref"}}
+        out = {k: walk(v, seen) for k, v in node.items() if k != "$defs"}
+        options = out.get("anyOf")
+        if isinstance(options, list) and len(options) == 2 and {"type": "null"} in options:
+            other = next(o for o in options if o != {"type": "null"})
+            if isinstance(other.get("type"), str) and not {"enum", "const", "anyOf", "oneOf", "allOf"} & set(other):
+                del out["anyOf"]
+                out = {**other, **out, "type": [other["type"], "null"]}
+        return out
+
+    try:
+        flat: dict[str, Any] = walk(schema, ())
+    except _Unflattenable:
+        return schema
+    return flat
+
+
+class _Unflattenable(Exception):
+    pass

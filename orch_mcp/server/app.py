@@ -1,0 +1,38 @@
+"""The server itself: which tools each role lists, and `create_server` that puts one role's server together."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from mcp.server.mcpserver import MCPServer
+from mcp_types import CallToolResult
+
+from .. import __version__
+from .adapter import _tool
+from .chocobo import report, wait_for_task
+from .moogle import _redeliver_cancelled_reports, cancel_task, get_task, send_task, shutdown, wait_for_report
+from .settings import Role, ServerSettings
+from .state import ServerState, _lifespan
+from .summoner import cleanup_session, get_session, init_session, list_sessions, session_status
+from .texts import instructions
+
+ROLE_TOOLS: dict[Role, tuple[Callable[..., Awaitable[CallToolResult]], ...]] = {
+    "summoner": (init_session, get_session, list_sessions, cleanup_session, session_status),
+    "moogle": (send_task, wait_for_report, get_task, cancel_task, shutdown, session_status),
+    "chocobo": (wait_for_task, report),
+}
+
+
+def create_server(settings: ServerSettings, *, on_close: Callable[[], None] | None = None) -> MCPServer[ServerState]:
+    """An MCP server for `settings.role`, listing only that role's tools; `on_close()` runs when its lifespan ends."""
+    suffix = f" {settings.child_id}" if settings.role == "chocobo" else ""
+    server: MCPServer[ServerState] = MCPServer(
+        f"orch-mcp {settings.role}{suffix}",
+        instructions=instructions(settings),
+        version=__version__,
+        lifespan=_lifespan(settings, on_close),
+        tools=[_tool(fn) for fn in ROLE_TOOLS[settings.role]],
+    )
+    if settings.role == "moogle":
+        server.middleware.append(_redeliver_cancelled_reports)
+    return server

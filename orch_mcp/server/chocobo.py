@@ -1,0 +1,70 @@
+"""The chocobo's tools: wait for a task, report its result."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from mcp.server.mcpserver import Context
+from mcp_types import CallToolResult
+from pydantic import Field
+
+from ..agents import AsyncChild
+from ..delivery import ReportOutcome
+from ..messages import ShutdownMessage
+from . import texts
+from .adapter import _Progress, _result, _state, tool_adapter
+from .models import TaskInfo, TaskWait, TimeoutArg
+from .settings import DEFAULT_WAIT_S
+from .state import ServerState
+
+
+@tool_adapter
+async def wait_for_task(
+    ctx: Context[ServerState], timeout_s: TimeoutArg = DEFAULT_WAIT_S
+) -> Annotated[CallToolResult, TaskWait]:
+    """Wait for your next task; on "timeout" call it again, on "shutdown" stop."""
+    state = _state(ctx)
+    progress = _Progress(ctx, timeout_s, "task")
+    child: AsyncChild | None = None
+    msg = None
+    async with state.waiting(timeout_s) as acquired:
+        if acquired:
+            child = await state.chocobo()
+            msg = await child.take(progress.remaining(), on_slice=progress)
+    child_id = state.settings.child_id
+    assert child_id is not None
+    session_id = child.session.session_id if child is not None else state.session_id
+
+    def wait(status: Literal["task", "shutdown", "timeout"], task: TaskInfo | None = None,
+             reason: str | None = None) -> TaskWait:  # fmt: skip
+        return TaskWait(status=status, task=task, reason=reason, child_id=child_id, session_id=session_id,
+                        waited_s=progress.waited())  # fmt: skip
+
+    if isinstance(msg, ShutdownMessage):
+        return _result(wait("shutdown", reason=msg.reason), texts.shutdown_text(msg.reason))
+    if msg is None:
+        return _result(wait("timeout"), texts.timeout_text("task", timeout_s, "wait_for_task"))
+    task = TaskInfo(
+        task_id=msg.task_id,
+        prompt=msg.prompt,
+        context=msg.context,
+        priority=msg.priority,
+        created_at=msg.created_at.isoformat(),
+    )
+    return _result(wait("task", task=task), texts.task_text(msg))
+
+
+@tool_adapter
+async def report(
+    ctx: Context[ServerState],
+    task_id: Annotated[str, Field(description="The task_id of the task you did, as wait_for_task gave it.")],
+    result: Annotated[str, Field(description="Your result as text (encode structured results as JSON text).")],
+    status: Annotated[
+        Literal["done", "failed"],
+        Field(description="'done' (default) if you did the task; 'failed' if you could not (explain why in result)."),
+    ] = "done",
+) -> Annotated[CallToolResult, ReportOutcome]:
+    """Report the result of a task you received; then call wait_for_task for the next one."""
+    child = await _state(ctx).chocobo()
+    outcome = await child.report(task_id, result, status)
+    return _result(outcome, texts.reported_text(task_id, outcome))

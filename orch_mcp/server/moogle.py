@@ -1,0 +1,134 @@
+"""The moogle's tools: send tasks, wait for reports, read, cancel and stop; and its redelivery middleware."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import anyio
+from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
+from mcp.server.mcpserver import Context
+from mcp_types import CallToolResult
+from pydantic import Field
+
+from .. import delivery
+from ..agents import AsyncParent
+from ..delivery import TaskRecord
+from . import texts
+from .adapter import _Progress, _result, _state, tool_adapter
+from .models import Report, ReportWait, SentTask, Shutdown, TaskIdArg, TimeoutArg
+from .settings import DEFAULT_WAIT_S
+from .state import ServerState
+
+
+@tool_adapter
+async def send_task(
+    ctx: Context[ServerState],
+    child_id: Annotated[int, Field(ge=1, description="The chocobo that should do the task (1..max_children).")],
+    prompt: Annotated[
+        str,
+        Field(
+            min_length=1,
+            description="What the child should do, as a self-contained "
+            "instruction (it sees nothing else of your conversation).",
+        ),
+    ],
+    context: Annotated[
+        dict[str, Any] | None,
+        Field(description="Optional JSON object of extra data for the task (file paths, parameters, ids)."),
+    ] = None,
+    priority: Annotated[
+        int, Field(description="Above 0 puts the task ahead of the child's waiting tasks; 0 (default) at the back.")
+    ] = 0,
+) -> Annotated[CallToolResult, SentTask]:
+    """Queue a task for one chocobo child; its report comes back through wait_for_report."""
+    parent = await _state(ctx).moogle()
+    task = await parent.send_task(child_id, prompt, context, priority)
+    sent = SentTask(
+        task_id=task.task_id,
+        child_id=task.child_id,
+        session_id=task.session_id,
+        priority=task.priority,
+        created_at=task.created_at.isoformat(),
+    )
+    return _result(sent, texts.sent_text(task.task_id, child_id, priority))
+
+
+@tool_adapter
+async def wait_for_report(
+    ctx: Context[ServerState], timeout_s: TimeoutArg = DEFAULT_WAIT_S
+) -> Annotated[CallToolResult, ReportWait]:
+    """Wait for the next report from any child; on "timeout" call it again."""
+    state = _state(ctx)
+    progress = _Progress(ctx, timeout_s, "report")
+    parent: AsyncParent | None = None
+    report = None
+    async with state.waiting(timeout_s) as acquired:  # one wait at a time: the unacknowledged report is ours
+        if acquired:
+            parent = await state.moogle()
+            report = await parent.wait_for_report(progress.remaining(), on_slice=progress)
+            state.delivered(ctx.request_id if report is not None else None)
+    session_id = parent.session.session_id if parent is not None else state.session_id
+    if report is None:
+        out = ReportWait(status="timeout", session_id=session_id, waited_s=progress.waited())
+        return _result(out, texts.timeout_text("report", timeout_s, "wait_for_report"))
+    found = Report(
+        task_id=report.task_id,
+        child_id=report.child_id,
+        status=report.status,
+        result=report.result,
+        error=report.error,
+        created_at=report.created_at.isoformat(),
+    )
+    out = ReportWait(status="report", report=found, session_id=session_id, waited_s=progress.waited())
+    return _result(out, texts.report_text(report))
+
+
+@tool_adapter
+async def get_task(ctx: Context[ServerState], task_id: TaskIdArg) -> Annotated[CallToolResult, TaskRecord]:
+    """Read a task's record: its state (queued, working, done, failed, cancelled) and, once reported, its result."""
+    parent = await _state(ctx).moogle()
+    rec = await parent.get_task(task_id)
+    return _result(rec, texts.record_text(rec))
+
+
+@tool_adapter
+async def cancel_task(ctx: Context[ServerState], task_id: TaskIdArg) -> Annotated[CallToolResult, TaskRecord]:
+    """Withdraw a task that no child has started yet."""
+    parent = await _state(ctx).moogle()
+    rec = await delivery.cancel_task(parent.r, parent.session, task_id)
+    return _result(rec, texts.cancelled_text(rec))
+
+
+@tool_adapter
+async def shutdown(
+    ctx: Context[ServerState],
+    child_id: Annotated[int | None, Field(ge=1, description="The child to stop; omit to stop every child.")] = None,
+    now: Annotated[
+        bool, Field(description="false (default): after the tasks already queued for it; true: before them.")
+    ] = False,
+) -> Annotated[CallToolResult, Shutdown]:
+    """Tell one chocobo child, or all, to stop once its queued tasks are done (or at once with now=true)."""
+    parent = await _state(ctx).moogle()
+    told = await parent.shutdown(child_id, now=now)
+    return _result(Shutdown(told=told, now=now, session_id=parent.session.session_id), texts.told_text(told, now))
+
+
+async def _redeliver_cancelled_reports(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+    """A wait_for_report whose caller gave up after it took a report: keep that report for the next wait.
+
+    Two ways the report can fail to reach the model: the cancellation lands after the tool returned but
+    before the response left (seen here as the request being cancelled), or the client cancels after
+    the response left (seen as a late `notifications/cancelled` for a finished request). In both the
+    report stays unacknowledged in the in-flight list, so the next wait_for_report returns it again.
+    """
+    state = ctx.lifespan_context
+    if not isinstance(state, ServerState):
+        return await call_next(ctx)
+    if ctx.method == "notifications/cancelled":
+        state.delivery_cancelled((ctx.params or {}).get("requestId"))
+        return await call_next(ctx)
+    try:
+        return await call_next(ctx)
+    except anyio.get_cancelled_exc_class():
+        state.delivery_cancelled(ctx.request_id)
+        raise

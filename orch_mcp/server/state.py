@@ -1,0 +1,192 @@
+"""Per-process state: the Redis client, the resolved session and the role's agent, held by the lifespan."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass, field
+
+import anyio
+import anyio.abc
+from mcp.server.mcpserver import MCPServer
+
+from ..agents import AsyncChild, AsyncParent
+from ..errors import ConfigError, InvalidIdentifierError, NotFoundError
+from ..redis_client import Redis, block_slice, create_client
+from ..sessions import SessionConfig, resolve_session
+from .settings import ServerSettings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ServerState:
+    """What lives as long as the server: the Redis client, the resolved session and the role's agent."""
+
+    settings: ServerSettings
+    redis: Redis
+    background: anyio.abc.TaskGroup
+    session: SessionConfig | None = None
+    parent: AsyncParent | None = None
+    child: AsyncChild | None = None
+    _presence: anyio.CancelScope | None = None
+    #: Request id of the wait_for_report call that returned the report still unacknowledged.
+    _report_request: str | None = None
+    _confirmed: float = float("-inf")
+    _resolve_lock: anyio.Lock = field(default_factory=anyio.Lock)
+    _wait_lock: anyio.Lock = field(default_factory=anyio.Lock)
+
+    @property
+    def slice_s(self) -> float:
+        """One blocking slice: the progress interval, kept well under the socket timeout."""
+        return min(self.settings.progress_interval_s, block_slice(self.settings.orch.redis))
+
+    @property
+    def session_id(self) -> str:
+        """The resolved session's id, or "" before the first resolution."""
+        return self.session.session_id if self.session is not None else ""
+
+    @asynccontextmanager
+    async def waiting(self, timeout_s: float) -> AsyncIterator[bool]:
+        """Hold the wait lock (one wait at a time per server) if it frees up within timeout_s; yield whether it did."""
+        acquired = False
+        try:
+            self._wait_lock.acquire_nowait()
+            acquired = True
+        except anyio.WouldBlock:
+            with anyio.move_on_after(timeout_s):
+                await self._wait_lock.acquire()
+                acquired = True
+        try:
+            yield acquired
+        finally:
+            if acquired:
+                self._wait_lock.release()
+
+    async def current(self) -> SessionConfig:
+        """The server's session: resolved at the first call, kept, resolved again only once it no longer exists.
+
+        Its existence is confirmed with one EXISTS per call, except within `session_check_s` of the last
+        confirmation: a burst of calls (a script) pays for it once, an agent's calls seconds apart each time.
+        """
+        cfg = self.session
+        if cfg is not None:
+            now = time.monotonic()
+            if now - self._confirmed < self.settings.session_check_s:
+                return cfg
+            if await self.redis.exists(cfg.keys.config):
+                self._confirmed = now
+                return cfg
+        async with self._resolve_lock:
+            if self.session is not None and self.session is not cfg:
+                return self.session  # another call resolved it meanwhile
+            try:
+                found = await resolve_session(self.redis, self.settings.namespace, self.settings.session_id)
+            except NotFoundError:
+                if self.session is not None:  # gone, and nothing to move to: stop serving it (and its claim)
+                    log.info("session %s is gone", self.session.session_id)
+                    self.session = self.parent = None
+                    await self._drop_child()
+                raise
+            self._confirmed = time.monotonic()
+            if self.session is None or found.prefix != self.session.prefix:
+                await self._switch(found)
+            return found
+
+    async def _switch(self, cfg: SessionConfig) -> None:
+        if self.session is not None:
+            log.info("session %s is gone; now serving session %s", self.session.session_id, cfg.session_id)
+        self.session = cfg
+        limit = self.settings.orch.max_message_bytes
+        if self.settings.role == "chocobo":
+            await self._drop_child()
+            assert self.settings.child_id is not None
+            self.child = AsyncChild(
+                self.redis, cfg, self.settings.child_id, max_message_bytes=limit, slice_s=self.slice_s
+            )
+        else:
+            self.parent = AsyncParent(self.redis, cfg, max_message_bytes=limit, slice_s=self.slice_s)
+            self._report_request = None
+
+    async def moogle(self) -> AsyncParent:
+        """The parent of the server's session."""
+        await self.current()
+        assert self.parent is not None
+        return self.parent
+
+    async def chocobo(self) -> AsyncChild:
+        """This server's child of the session, its presence claimed (and then kept fresh in the background)."""
+        cfg = await self.current()
+        child = self.child
+        assert child is not None
+        if not child.claimed:
+            try:
+                await child.claim()
+            except InvalidIdentifierError:
+                raise ConfigError(
+                    f"this server is child {child.child_id} (--child-id) but session {cfg.session_id!r} has children "
+                    f"1..{cfg.max_children}: restart it with a --child-id in that range, or have the summoner create "
+                    f"a session with max_children >= {child.child_id}"
+                ) from None
+            self._presence = anyio.CancelScope()
+            self.background.start_soon(self._keep_presence, child, self._presence)
+        return child
+
+    @staticmethod
+    async def _keep_presence(child: AsyncChild, scope: anyio.CancelScope) -> None:
+        with scope:
+            await child.keep_presence()
+
+    async def _drop_child(self) -> None:
+        if self._presence is not None:
+            self._presence.cancel()
+            self._presence = None
+        child, self.child = self.child, None
+        if child is not None and child.claimed:
+            with anyio.move_on_after(2):
+                try:
+                    await child.release()
+                except Exception as exc:  # giving up a claim must not fail: it lapses by itself
+                    log.debug("could not release the presence of child %s: %s", child.child_id, exc)
+
+    def delivered(self, request_id: str | int | None) -> None:
+        """Note which wait_for_report call returned the report that is still unacknowledged."""
+        self._report_request = None if request_id is None else str(request_id)
+
+    def delivery_cancelled(self, request_id: object) -> None:
+        """The client gave up `request_id`: if it carried the unacknowledged report, deliver that report again."""
+        if request_id is not None and self._report_request == str(request_id) and self.parent is not None:
+            log.info("wait_for_report %s was cancelled after it took a report; it will be delivered again", request_id)
+            self.parent.redeliver_last()
+            self._report_request = None
+
+    async def close(self) -> None:
+        """Give up the chocobo's presence claim (bounded: Redis may be gone)."""
+        await self._drop_child()
+
+
+def _lifespan(
+    settings: ServerSettings, on_close: Callable[[], None] | None
+) -> Callable[[MCPServer[ServerState]], AbstractAsyncContextManager[ServerState]]:
+    @asynccontextmanager
+    async def lifespan(_: MCPServer[ServerState]) -> AsyncIterator[ServerState]:
+        # No PING here: a server whose Redis is down still starts; each tool then says how to fix it.
+        redis = create_client(settings.orch.redis)
+        try:
+            async with anyio.create_task_group() as background:
+                state = ServerState(settings, redis, background)
+                try:
+                    yield state
+                finally:
+                    background.cancel_scope.cancel()
+                    with anyio.CancelScope(shield=True):
+                        await state.close()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await redis.aclose()
+            if on_close is not None:
+                on_close()
+
+    return lifespan

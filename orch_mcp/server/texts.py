@@ -1,0 +1,183 @@
+"""The texts a model reads: each role's instructions and the text of every tool answer."""
+
+from __future__ import annotations
+
+import json
+
+from ..delivery import ReportOutcome, SessionStatus, TaskRecord
+from ..messages import ReportMessage, TaskMessage
+from ..sessions import CleanupResult, SessionConfig
+from .settings import ServerSettings
+
+
+def instructions(settings: ServerSettings) -> str:
+    """The role's `instructions`: its loop, in a few lines an LLM can follow."""
+    where = (
+        f"session {settings.session_id}"
+        if settings.session_id != "current"
+        else f"the latest session of namespace {settings.namespace!r}"
+    )
+    if settings.role == "summoner":
+        return (
+            "You are the summoner of an orch-mcp team: you create and manage the session in which a moogle (the "
+            "parent agent) hands tasks to chocobos (child agents).\n"
+            "1. init_session(max_children=N), N = the number of chocobo agents.\n"
+            "2. Tell the moogle and the chocobos the session is ready (their servers pick up the namespace's current "
+            "session by themselves; give the session_id to any started with a fixed --session-id).\n"
+            "3. Follow the work with session_status (children idle/working/offline, task counts).\n"
+            "4. When the moogle has all its reports, cleanup_session(session_id) removes the session's data.\n"
+            "list_sessions and get_session show what exists."
+        )
+    if settings.role == "moogle":
+        return (
+            f"You are the moogle, the parent agent of an orch-mcp team working in {where}: you split the work into "
+            "self-contained tasks for chocobo children (child ids 1..max_children of the session) and collect "
+            "their results.\n"
+            "1. send_task(child_id, prompt, context) for each piece of work; keep the task_ids.\n"
+            '2. Call wait_for_report again and again until every task has reported: status "report" carries task_id, '
+            'child_id, status (done/failed) and result; status "timeout" only means nothing arrived yet - call again.\n'
+            "3. When every task is reported, call shutdown() to stop the children.\n"
+            "session_status shows who is online and busy; get_task(task_id) reads a task's state and result at any "
+            "time; cancel_task withdraws a task no child has started. If a tool says no session exists, ask the "
+            "summoner to run init_session, then try again."
+        )
+    return (
+        f"You are chocobo {settings.child_id}, a child agent of an orch-mcp team working in {where}. Your loop:\n"
+        '1. Call wait_for_task. status "timeout": nothing yet - call it again at once.\n'
+        '2. status "task": do what task.prompt asks (task.context holds extra data), then call report(task_id, '
+        'result) with your result as text (JSON text for structured results; status="failed" with the reason if '
+        "you cannot do it).\n"
+        "3. Go back to 1.\n"
+        'Stop only when wait_for_task returns status "shutdown". If a tool says no session exists, the summoner has '
+        "not run init_session yet: wait a little and call wait_for_task again."
+    )
+
+
+def timeout_text(what: str, timeout_s: float, tool: str) -> str:
+    """A wait that found nothing: normal, call again."""
+    return f"No {what} arrived within {timeout_s:g} s. This is normal: call {tool} again."
+
+
+# ---------------------------------------------------------------- sessions (summoner, and the moogle's status)
+
+
+def describe(cfg: SessionConfig) -> str:
+    """A session in one line: id, mode, children, TTL, prefix."""
+    shape = f"{cfg.mode} mode, children 1..{cfg.max_children}, idle TTL {cfg.ttl_s} s"
+    return f"{cfg.session_id} ({shape}, prefix {cfg.prefix})"
+
+
+def created_text(cfg: SessionConfig) -> str:
+    """init_session's answer."""
+    return (
+        f"Created session {describe(cfg)}. It is now the current session of namespace "
+        f"{cfg.namespace!r}: moogle and chocobo servers started with --session-id current (the default) use it "
+        f"from their next tool call; give others --session-id {cfg.session_id}. Tell the agents to start: the "
+        f"moogle sends tasks, chocobos 1..{cfg.max_children} call wait_for_task."
+    )
+
+
+def session_text(cfg: SessionConfig) -> str:
+    """get_session's answer."""
+    return f"Session {describe(cfg)}."
+
+
+def sessions_text(ns: str, found: list[SessionConfig], current: str | None) -> str:
+    """list_sessions' answer."""
+    if not found:
+        return f"No live session in namespace {ns!r}: create one with init_session."
+    return f"{len(found)} live session(s) in namespace {ns!r}:\n" + "\n".join(
+        f"- {describe(cfg)}" + (" (current)" if cfg.session_id == current else "") for cfg in found
+    )
+
+
+def cleanup_text(done: CleanupResult) -> str:
+    """cleanup_session's answer."""
+    return f"Removed session {done.session_id}: {len(done.removed_keys)} key(s) under {done.prefix}."
+
+
+def status_text(st: SessionStatus) -> str:
+    """session_status' answer: one line per child, then the task counts."""
+    lines = [f"Session {st.session_id} ({st.mode} mode):"]
+    for c in st.children:
+        work = f", working on task {c.in_flight_task}" if c.in_flight_task else ""
+        seen = f", last seen {c.last_seen}" if c.last_seen else ""
+        lines.append(f"- child {c.child_id}: {c.state}{work}, {c.queue_depth} queued{seen}")
+    lines.append("Tasks: " + ", ".join(f"{n} {state}" for state, n in st.tasks.items()) + ".")
+    lines.append(f"Reports waiting for the moogle: {st.report_queue_depth}. Dead letters: {st.dead_letters}.")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- moogle answers
+
+
+def sent_text(task_id: str, child_id: int, priority: int) -> str:
+    """send_task's answer."""
+    where = "at the front of" if priority > 0 else "on"
+    return (
+        f"Task {task_id} queued {where} child {child_id}'s queue. Call wait_for_report to collect its "
+        "result (and the others')."
+    )
+
+
+def report_text(report: ReportMessage) -> str:
+    """wait_for_report's answer when a report came."""
+    text = f"Report on task {report.task_id} from child {report.child_id}: {report.status}.\nResult:\n{report.result}"
+    if report.error:
+        text += f"\nError: {report.error}"
+    text += "\nCall wait_for_report again for the next report (or shutdown once every task has reported)."
+    return text
+
+
+def record_text(rec: TaskRecord) -> str:
+    """get_task's answer: the task's state and, once reported, its result."""
+    text = f"Task {rec.task_id} for child {rec.child_id}: {rec.state} (delivered {rec.delivery_count} time(s))."
+    if rec.result is not None and rec.state in ("done", "failed"):
+        text += f"\nResult:\n{rec.result}"
+    if rec.error:
+        text += f"\nError: {rec.error}"
+    return text
+
+
+def cancelled_text(rec: TaskRecord) -> str:
+    """cancel_task's answer."""
+    return f"Task {rec.task_id} for child {rec.child_id} is cancelled; no child will receive it."
+
+
+def told_text(told: list[int], now: bool) -> str:
+    """shutdown's answer."""
+    when = "before any task still queued" if now else "after the tasks already queued for them"
+    return f"Told child(ren) {', '.join(map(str, told))} to stop {when}."
+
+
+# ---------------------------------------------------------------- chocobo answers
+
+
+def shutdown_text(reason: str | None) -> str:
+    """wait_for_task's answer when the moogle asked the child to stop."""
+    text = "Shutdown: the moogle asked you to stop. Do not call wait_for_task again; end your work here."
+    if reason:
+        text += f" Reason: {reason}"
+    return text
+
+
+def task_text(msg: TaskMessage) -> str:
+    """wait_for_task's answer when a task came: the task, and how to report it."""
+    text = f"Task {msg.task_id}:\n{msg.prompt}"
+    if msg.context:
+        text += f"\nContext: {json.dumps(msg.context, ensure_ascii=False)}"
+    text += (
+        f'\nDo the work, then call report(task_id="{msg.task_id}", result=...) with your result '
+        '(status="failed" and the reason if you cannot do it); then call wait_for_task again.'
+    )
+    return text
+
+
+def reported_text(task_id: str, outcome: ReportOutcome) -> str:
+    """report's answer: recorded, or a repeat that changed nothing."""
+    if outcome.duplicate:
+        return (
+            f"Task {task_id} was already reported ({outcome.state}); its recorded result stays as it was. "
+            "Call wait_for_task for your next task."
+        )
+    return f"Report on task {task_id} recorded ({outcome.state}). Call wait_for_task for your next task."
