@@ -52,9 +52,21 @@ class AsyncParent:
         report, self._unacked = found
         return report
 
-    def redeliver_last(self) -> None:
-        """Keep the last report unacknowledged: it never reached the caller, so the next wait returns it again."""
+    @property
+    def unacknowledged(self) -> bytes | None:
+        """The exact bytes of the report the last wait returned, until the next wait acknowledges it."""
+        return self._unacked
+
+    def keep_unacknowledged(self) -> None:
+        """The last report never reached the caller: leave it in flight, so the next wait returns it again."""
         self._unacked = None
+
+    async def redeliver(self, raw: bytes) -> None:
+        """The report `raw` never reached the caller: the next wait returns it again (acknowledged or not)."""
+        if raw == self._unacked:
+            self.keep_unacknowledged()
+        else:
+            await delivery.restore_report(self.r, self.session, raw)
 
     async def get_task(self, task_id: str) -> TaskRecord:
         """A task's record."""

@@ -46,7 +46,7 @@ from .child import (
 )
 from .common import DEAD_LETTER_CAP, check_size, dead_letters, recent_events
 from .lua import STATUS_STREAM_MAXLEN
-from .parent import cancel_task, find_child, get_task, send_shutdown, send_task, take_report
+from .parent import cancel_task, find_child, get_task, restore_report, send_shutdown, send_task, take_report
 from .records import FINISHED, TASK_STATES, DeadLetter, TaskRecord, TaskState
 from .status import ChildStatus, SessionStatus, iso_from_ms, session_status
 from .types import OnSlice
@@ -76,6 +76,7 @@ __all__ = [
     "recent_events",
     "release_presence",
     "report_task",
+    "restore_report",
     "send_shutdown",
     "send_task",
     "session_status",

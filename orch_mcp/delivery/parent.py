@@ -70,7 +70,8 @@ async def find_child(r: Redis, cfg: SessionConfig, task_id: str) -> int:
     owner = await r.hget(cfg.keys.task_child, task_id)
     if owner is None:
         raise NotFoundError(
-            f"no task {task_id!r} in session {cfg.session_id!r} (it may have expired); check the id send_task returned"
+            f"no task {task_id!r} in session {cfg.session_id!r} (it may have expired); "
+            "check the id returned by send_task"
         )
     return int(owner)
 
@@ -139,6 +140,11 @@ async def take_report(
         return None
 
     return await sliced_wait(attempt, timeout, slice_s)
+
+
+async def restore_report(r: Redis, cfg: SessionConfig, raw: bytes) -> None:
+    """Deliver again a report whose wait was cancelled after the report had been acknowledged."""
+    await scripts.RESTORE_REPORT(r, cfg, [cfg.keys.reports_inflight], [raw])
 
 
 async def _move_report(r: Redis, cfg: SessionConfig, block: float | None, sweep: bool) -> bool:

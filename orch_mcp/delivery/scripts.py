@@ -262,6 +262,19 @@ return {'stale'}
 """,
 )
 
+# KEYS: config, reports:inflight. ARGV: ctx, raw.
+# Put back at the front of the parent's in-flight list a report that was acknowledged, though the wait
+# that returned it was cancelled after all (the client's cancel arrived after the next wait began).
+RESTORE_REPORT = Transition(
+    "restore_report",
+    """
+if redis.call('LPOS', KEYS[2], ARGV[2]) then return {'present'} end
+redis.call('LPUSH', KEYS[2], ARGV[2])
+touch(KEYS[2])
+return {'ok'}
+""",
+)
+
 # KEYS: config, presence, last_seen. ARGV: ctx, child, token, presence TTL.
 # Claim or renew a child's presence; 0 if another live process holds it.
 PRESENCE = Transition(

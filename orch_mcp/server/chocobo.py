@@ -9,7 +9,7 @@ from mcp_types import CallToolResult
 from pydantic import Field
 
 from ..agents import AsyncChild
-from ..delivery import ReportOutcome
+from ..delivery import ReportOutcome, Taken
 from ..messages import ShutdownMessage
 from . import texts
 from .adapter import _Progress, _result, _state, tool_adapter
@@ -26,32 +26,36 @@ async def wait_for_task(
     state = _state(ctx)
     progress = _Progress(ctx, timeout_s, "task")
     child: AsyncChild | None = None
-    msg = None
+    taken = Taken(None)
     async with state.waiting(timeout_s) as acquired:
         if acquired:
             child = await state.chocobo()
-            msg = await child.take(progress.remaining(), on_slice=progress)
-    child_id = state.settings.child_id
-    assert child_id is not None
+            taken = await child.take_next(progress.remaining(), on_slice=progress)
+    msg = taken.message
     session_id = child.session.session_id if child is not None else state.session_id
-
-    def wait(status: Literal["task", "shutdown", "timeout"], task: TaskInfo | None = None,
-             reason: str | None = None) -> TaskWait:  # fmt: skip
-        return TaskWait(status=status, task=task, reason=reason, child_id=child_id, session_id=session_id,
-                        waited_s=progress.waited())  # fmt: skip
-
-    if isinstance(msg, ShutdownMessage):
-        return _result(wait("shutdown", reason=msg.reason), texts.shutdown_text(msg.reason))
-    if msg is None:
-        return _result(wait("timeout"), texts.timeout_text("task", timeout_s, "wait_for_task"))
-    task = TaskInfo(
-        task_id=msg.task_id,
-        prompt=msg.prompt,
-        context=msg.context,
-        priority=msg.priority,
-        created_at=msg.created_at.isoformat(),
+    out = TaskWait(
+        status="timeout",
+        cancelled=taken.cancelled,
+        child_id=state.settings.child_id or 0,
+        session_id=session_id,
+        waited_s=progress.waited(),
     )
-    return _result(wait("task", task=task), texts.task_text(msg))
+    if isinstance(msg, ShutdownMessage):
+        out.status, out.reason = "shutdown", msg.reason
+        text = texts.shutdown_text(msg.reason)
+    elif msg is None:
+        text = texts.timeout_text("task", timeout_s, "wait_for_task")
+    else:
+        out.status = "task"
+        out.task = TaskInfo(
+            task_id=msg.task_id,
+            prompt=msg.prompt,
+            context=msg.context,
+            priority=msg.priority,
+            created_at=msg.created_at.isoformat(),
+        )
+        text = texts.task_text(msg)
+    return _result(out, texts.cancelled_note(taken.cancelled) + text)
 
 
 @tool_adapter

@@ -102,6 +102,9 @@ class TaskWait(BaseModel):
     status: Literal["task", "shutdown", "timeout"]
     task: TaskInfo | None = None
     reason: str | None = Field(default=None, description="why the parent asked to stop (shutdown only)")
+    cancelled: list[str] = Field(
+        default_factory=list, description="your tasks the parent cancelled since your last call: drop them"
+    )
     child_id: int
     session_id: str
     waited_s: float

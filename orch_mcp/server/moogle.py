@@ -66,7 +66,7 @@ async def wait_for_report(
         if acquired:
             parent = await state.moogle()
             report = await parent.wait_for_report(progress.remaining(), on_slice=progress)
-            state.delivered(ctx.request_id if report is not None else None)
+            state.delivered(ctx.request_id, parent.unacknowledged if report is not None else None)
     session_id = parent.session.session_id if parent is not None else state.session_id
     if report is None:
         out = ReportWait(status="timeout", session_id=session_id, waited_s=progress.waited())
@@ -93,7 +93,7 @@ async def get_task(ctx: Context[ServerState], task_id: TaskIdArg) -> Annotated[C
 
 @tool_adapter
 async def cancel_task(ctx: Context[ServerState], task_id: TaskIdArg) -> Annotated[CallToolResult, TaskRecord]:
-    """Withdraw a task that no child has started yet."""
+    """Cancel a task: a queued one leaves its queue; a working one's child is told at its next call."""
     parent = await _state(ctx).moogle()
     rec = await delivery.cancel_task(parent.r, parent.session, task_id)
     return _result(rec, texts.cancelled_text(rec))
@@ -125,10 +125,10 @@ async def _redeliver_cancelled_reports(ctx: ServerRequestContext[Any, Any], call
     if not isinstance(state, ServerState):
         return await call_next(ctx)
     if ctx.method == "notifications/cancelled":
-        state.delivery_cancelled((ctx.params or {}).get("requestId"))
+        await state.delivery_cancelled((ctx.params or {}).get("requestId"))
         return await call_next(ctx)
     try:
         return await call_next(ctx)
     except anyio.get_cancelled_exc_class():
-        state.delivery_cancelled(ctx.request_id)
+        await state.delivery_cancelled(ctx.request_id)
         raise

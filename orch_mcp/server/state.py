@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import anyio
 import anyio.abc
@@ -20,6 +22,11 @@ from .settings import ServerSettings
 
 log = logging.getLogger(__name__)
 
+#: How many recent wait_for_report calls a late cancel can still bring a report back for.
+DELIVERIES_REMEMBERED = 16
+
+T = TypeVar("T")
+
 
 @dataclass
 class ServerState:
@@ -32,8 +39,10 @@ class ServerState:
     parent: AsyncParent | None = None
     child: AsyncChild | None = None
     _presence: anyio.CancelScope | None = None
-    #: Request id of the wait_for_report call that returned the report still unacknowledged.
-    _report_request: str | None = None
+    #: Request id -> the exact bytes of the report that wait_for_report call returned (the latest few).
+    _delivered: OrderedDict[str, bytes] = field(default_factory=OrderedDict)
+    #: Request ids the client cancelled before their wait_for_report had noted what it returned.
+    _cancelled_early: OrderedDict[str, None] = field(default_factory=OrderedDict)
     _confirmed: float = float("-inf")
     _resolve_lock: anyio.Lock = field(default_factory=anyio.Lock)
     _wait_lock: anyio.Lock = field(default_factory=anyio.Lock)
@@ -108,7 +117,7 @@ class ServerState:
             )
         else:
             self.parent = AsyncParent(self.redis, cfg, max_message_bytes=limit, slice_s=self.slice_s)
-            self._report_request = None
+            self._delivered.clear()
 
     async def moogle(self) -> AsyncParent:
         """The parent of the server's session."""
@@ -151,20 +160,46 @@ class ServerState:
                 except Exception as exc:  # giving up a claim must not fail: it lapses by itself
                     log.debug("could not release the presence of child %s: %s", child.child_id, exc)
 
-    def delivered(self, request_id: str | int | None) -> None:
-        """Note which wait_for_report call returned the report that is still unacknowledged."""
-        self._report_request = None if request_id is None else str(request_id)
+    def delivered(self, request_id: str | int | None, raw: bytes | None) -> None:
+        """Note which wait_for_report call returned which report (its exact bytes).
 
-    def delivery_cancelled(self, request_id: object) -> None:
-        """The client gave up `request_id`: if it carried the unacknowledged report, deliver that report again."""
-        if request_id is not None and self._report_request == str(request_id) and self.parent is not None:
+        If the client already cancelled that call (its cancel was handled while the call was finishing,
+        and the SDK then drops the answer), the report is not acknowledged: the next wait returns it.
+        """
+        if request_id is None or raw is None or self.parent is None:
+            return
+        if self._cancelled_early.pop(str(request_id), 0) is None:
+            log.info("wait_for_report %s was cancelled as it took a report; it will be delivered again", request_id)
+            self.parent.keep_unacknowledged()
+            return
+        _remember(self._delivered, str(request_id), raw)
+
+    async def delivery_cancelled(self, request_id: object) -> None:
+        """The client gave up `request_id`: if it returned a report, deliver that report again.
+
+        The client's cancel may arrive after the next wait_for_report began and acknowledged that report:
+        then it is put back in the in-flight list, so the cancel is honoured whatever the order.
+        """
+        if request_id is None:
+            return
+        raw = self._delivered.pop(str(request_id), None)
+        if raw is None:
+            _remember(self._cancelled_early, str(request_id), None)
+        elif self.parent is not None:
             log.info("wait_for_report %s was cancelled after it took a report; it will be delivered again", request_id)
-            self.parent.redeliver_last()
-            self._report_request = None
+            with anyio.CancelScope(shield=True):
+                await self.parent.redeliver(raw)
 
     async def close(self) -> None:
         """Give up the chocobo's presence claim (bounded: Redis may be gone)."""
         await self._drop_child()
+
+
+def _remember(recent: OrderedDict[str, T], key: str, value: T) -> None:
+    """Add to a small ordered map that forgets its oldest entries."""
+    recent[key] = value
+    while len(recent) > DELIVERIES_REMEMBERED:
+        recent.popitem(last=False)
 
 
 def _lifespan(

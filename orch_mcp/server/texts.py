@@ -141,7 +141,12 @@ def record_text(rec: TaskRecord) -> str:
 
 def cancelled_text(rec: TaskRecord) -> str:
     """cancel_task's answer."""
-    return f"Task {rec.task_id} for child {rec.child_id} is cancelled; no child will receive it."
+    if rec.started_at is None:
+        return f"Task {rec.task_id} for child {rec.child_id} is cancelled; no child will receive it."
+    return (
+        f"Task {rec.task_id} for child {rec.child_id} is cancelled. The child was already working on it: it is told "
+        "at its next call, and its report will be refused. Send the work again with send_task if it is still needed."
+    )
 
 
 def told_text(told: list[int], now: bool) -> str:
@@ -159,6 +164,13 @@ def shutdown_text(reason: str | None) -> str:
     if reason:
         text += f" Reason: {reason}"
     return text
+
+
+def cancelled_note(cancelled: list[str]) -> str:
+    """A line before wait_for_task's answer naming the child's tasks the parent cancelled ('' if none)."""
+    if not cancelled:
+        return ""
+    return f"The moogle cancelled your task(s) {', '.join(cancelled)}: stop working on them and do not report them.\n"
 
 
 def task_text(msg: TaskMessage) -> str:
