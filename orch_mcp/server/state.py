@@ -15,7 +15,7 @@ import anyio.abc
 from mcp.server.mcpserver import MCPServer
 
 from ..agents import AsyncChild, AsyncParent
-from ..errors import ConfigError, InvalidIdentifierError, NotFoundError
+from ..errors import ConfigError, InvalidIdentifierError, NotFoundError, SessionGoneError
 from ..redis_client import Redis, block_slice, create_client
 from ..sessions import SessionConfig, resolve_session
 from .settings import ServerSettings
@@ -94,11 +94,14 @@ class ServerState:
             try:
                 found = await resolve_session(self.redis, self.settings.namespace, self.settings.session_id)
             except NotFoundError:
-                if self.session is not None:  # gone, and nothing to move to: stop serving it (and its claim)
-                    log.info("session %s is gone", self.session.session_id)
-                    self.session = self.parent = None
-                    await self._drop_child()
-                raise
+                gone = self.session
+                if gone is None:
+                    raise
+                # gone, and nothing to move to: stop serving it (and its claim), and say so plainly
+                log.info("session %s is gone", gone.session_id)
+                self.session = self.parent = None
+                await self._drop_child()
+                raise SessionGoneError(gone.session_id) from None
             self._confirmed = time.monotonic()
             if self.session is None or found.prefix != self.session.prefix:
                 await self._switch(found)
