@@ -27,19 +27,27 @@ log = logging.getLogger(__name__)
 class AsyncParent:
     """The parent (moogle) of one session: sends tasks, collects reports (acknowledging each on the next wait)."""
 
-    def __init__(self, r: Redis, session: SessionConfig, *, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
-                 slice_s: float = 5.0) -> None:  # fmt: skip
+    def __init__(
+        self,
+        r: Redis,
+        session: SessionConfig,
+        *,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        slice_s: float = 5.0,
+    ) -> None:
         self.r = r
         self.session = session
         self.max_message_bytes = max_message_bytes
         self.slice_s = slice_s
         self._unacked: bytes | None = None
 
-    async def send_task(self, child_id: int, prompt: str, context: dict[str, Any] | None = None,
-                        priority: int = 0) -> TaskMessage:  # fmt: skip
+    async def send_task(
+        self, child_id: int, prompt: str, context: dict[str, Any] | None = None, priority: int = 0
+    ) -> TaskMessage:
         """Queue a task for a child."""
-        return await delivery.send_task(self.r, self.session, child_id, prompt, context, priority,
-                                        max_bytes=self.max_message_bytes)  # fmt: skip
+        return await delivery.send_task(
+            self.r, self.session, child_id, prompt, context, priority, max_bytes=self.max_message_bytes
+        )
 
     async def wait_for_report(self, timeout: float | None, on_slice: OnSlice | None = None) -> ReportMessage | None:
         """The next report, or None after `timeout` s; the previous one is acknowledged now."""
@@ -84,8 +92,15 @@ class AsyncParent:
 class AsyncChild:
     """Child `child_id` (chocobo) of one session: takes tasks, reports results, holds its presence claim."""
 
-    def __init__(self, r: Redis, session: SessionConfig, child_id: int, *,
-                 max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES, slice_s: float = 5.0) -> None:  # fmt: skip
+    def __init__(
+        self,
+        r: Redis,
+        session: SessionConfig,
+        child_id: int,
+        *,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        slice_s: float = 5.0,
+    ) -> None:
         self.r = r
         self.session = session
         self.child_id = child_id
@@ -106,8 +121,9 @@ class AsyncChild:
             try:
                 await self.claim()
             except SessionGoneError:
-                log.info("session %s is gone: child %s stops renewing its presence", self.session.session_id,
-                         self.child_id)  # fmt: skip
+                log.info(
+                    "session %s is gone: child %s stops renewing its presence", self.session.session_id, self.child_id
+                )
                 self.claimed = False
                 return
             except Exception as exc:  # keep renewing through Redis outages; report them once per failure
@@ -127,19 +143,30 @@ class AsyncChild:
 
     async def take_next(self, timeout: float | None, on_slice: OnSlice | None = None) -> delivery.Taken:
         """Like take, and also which of this child's tasks the parent cancelled meanwhile."""
-        return await delivery.take(self.r, self.session, self.child_id, timeout, slice_s=self.slice_s,
-                                   on_slice=on_slice)  # fmt: skip
+        return await delivery.take(
+            self.r, self.session, self.child_id, timeout, slice_s=self.slice_s, on_slice=on_slice
+        )
 
-    async def report(self, task_id: str, result: str, status: ReportStatus = "done",
-                     error: str | None = None) -> ReportOutcome:  # fmt: skip
+    async def report(
+        self, task_id: str, result: str, status: ReportStatus = "done", error: str | None = None
+    ) -> ReportOutcome:
         """Record the result of a task and queue the report for the parent."""
-        return await delivery.report_task(self.r, self.session, self.child_id, task_id, result, status, error,
-                                          max_bytes=self.max_message_bytes)  # fmt: skip
+        return await delivery.report_task(
+            self.r, self.session, self.child_id, task_id, result, status, error, max_bytes=self.max_message_bytes
+        )
 
 
 class _SyncAgent:
-    def __init__(self, session_id: str | None, prefix: str | None, host: str | None, port: int | None,
-                 url: str | None, namespace: str | None, redis_config: RedisConfig | None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        session_id: str | None,
+        prefix: str | None,
+        host: str | None,
+        port: int | None,
+        url: str | None,
+        namespace: str | None,
+        redis_config: RedisConfig | None,
+    ) -> None:
         cfg = connection_config(host=host, port=port, url=url, redis_config=redis_config)
         self._bridge = SyncBridge(cfg)
         try:
@@ -159,16 +186,26 @@ class _SyncAgent:
 class Parent(_SyncAgent):
     """Synchronous parent of a session (default: the namespace's current session)."""
 
-    def __init__(self, session_id: str | None = None, *, prefix: str | None = None, host: str | None = None,
-                 port: int | None = None, url: str | None = None, namespace: str | None = None,
-                 redis_config: RedisConfig | None = None,
-                 max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> None:  # fmt: skip
+    def __init__(
+        self,
+        session_id: str | None = None,
+        *,
+        prefix: str | None = None,
+        host: str | None = None,
+        port: int | None = None,
+        url: str | None = None,
+        namespace: str | None = None,
+        redis_config: RedisConfig | None = None,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+    ) -> None:
         super().__init__(session_id, prefix, host, port, url, namespace, redis_config)
-        self._async = AsyncParent(self._bridge.client, self.session, max_message_bytes=max_message_bytes,
-                                  slice_s=self._slice)  # fmt: skip
+        self._async = AsyncParent(
+            self._bridge.client, self.session, max_message_bytes=max_message_bytes, slice_s=self._slice
+        )
 
-    def send_task(self, child_id: int, prompt: str, context: dict[str, Any] | None = None,
-                  priority: int = 0) -> TaskMessage:  # fmt: skip
+    def send_task(
+        self, child_id: int, prompt: str, context: dict[str, Any] | None = None, priority: int = 0
+    ) -> TaskMessage:
         """Queue a task for a child."""
         return self._bridge._run(self._async.send_task, child_id, prompt, context, priority)
 
@@ -198,13 +235,24 @@ class Parent(_SyncAgent):
 class Child(_SyncAgent):
     """Synchronous child `child_id` of a session; claims the child id (presence) unless `claim=False`."""
 
-    def __init__(self, session_id: str | None = None, child_id: int = 1, *, prefix: str | None = None,
-                 host: str | None = None, port: int | None = None, url: str | None = None,
-                 namespace: str | None = None, redis_config: RedisConfig | None = None,
-                 max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES, claim: bool = True) -> None:  # fmt: skip
+    def __init__(
+        self,
+        session_id: str | None = None,
+        child_id: int = 1,
+        *,
+        prefix: str | None = None,
+        host: str | None = None,
+        port: int | None = None,
+        url: str | None = None,
+        namespace: str | None = None,
+        redis_config: RedisConfig | None = None,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        claim: bool = True,
+    ) -> None:
         super().__init__(session_id, prefix, host, port, url, namespace, redis_config)
-        self._async = AsyncChild(self._bridge.client, self.session, child_id, max_message_bytes=max_message_bytes,
-                                 slice_s=self._slice)  # fmt: skip
+        self._async = AsyncChild(
+            self._bridge.client, self.session, child_id, max_message_bytes=max_message_bytes, slice_s=self._slice
+        )
         if claim:
             try:
                 self._bridge._run(self._async.claim)

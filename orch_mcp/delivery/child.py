@@ -63,8 +63,15 @@ async def take(
     check_child(cfg, child_id)
     keys = cfg.keys
     taken = Taken(None)
-    try_keys = [keys.tasks(child_id), keys.inflight(child_id), keys.records(child_id), keys.task_child, keys.counts,
-                keys.last_seen, keys.status]  # fmt: skip
+    try_keys = [
+        keys.tasks(child_id),
+        keys.inflight(child_id),
+        keys.records(child_id),
+        keys.task_child,
+        keys.counts,
+        keys.last_seen,
+        keys.status,
+    ]
 
     async def step() -> TaskMessage | ShutdownMessage | None:
         """Without blocking: settle the in-flight list, else move the next message in and claim it."""
@@ -123,9 +130,11 @@ async def _settle_inflight(
         if not isinstance(msg, TaskMessage):  # _check_route lets only tasks and shutdowns through
             continue
         outcome = await scripts.CLAIM(
-            r, cfg, [inflight, keys.records(child_id), keys.task_child, keys.counts, keys.last_seen, keys.status],
+            r,
+            cfg,
+            [inflight, keys.records(child_id), keys.task_child, keys.counts, keys.last_seen, keys.status],
             [child_id, raw, msg.task_id, new_record(msg, raw.decode("utf-8"))],
-        )  # fmt: skip
+        )
         settled += 1
         if outcome[0] == "ok":
             return msg, settled
@@ -201,10 +210,18 @@ async def report_task(
     kind, detail = await scripts.REPORT(
         r,
         cfg,
-        [keys.records(child_id), keys.task_child, keys.inflight(child_id), keys.counts, cfg.report_queue(child_id),
-         keys.doorbell, keys.last_seen, keys.status],
+        [
+            keys.records(child_id),
+            keys.task_child,
+            keys.inflight(child_id),
+            keys.counts,
+            cfg.report_queue(child_id),
+            keys.doorbell,
+            keys.last_seen,
+            keys.status,
+        ],
         [child_id, task_id, status, result, error or "", report.to_json(), "1" if cfg.mode == "normal" else "0"],
-    )  # fmt: skip
+    )
     if kind == "unknown":
         raise NotFoundError(f"no task {task_id!r} in this session: report only task ids you got from wait_for_task")
     if kind == "other_child":

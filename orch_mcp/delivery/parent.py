@@ -45,10 +45,17 @@ async def send_task(
     await scripts.SEND(
         r,
         cfg,
-        [keys.records(child_id), keys.task_child, keys.counts, keys.tasks(child_id), keys.inflight(child_id),
-         keys.stopped, keys.status],
+        [
+            keys.records(child_id),
+            keys.task_child,
+            keys.counts,
+            keys.tasks(child_id),
+            keys.inflight(child_id),
+            keys.stopped,
+            keys.status,
+        ],
         [child_id, task.task_id, raw, task.priority, new_record(task, raw)],
-    )  # fmt: skip
+    )
     await touch_session(r, cfg)
     return task
 
@@ -90,9 +97,11 @@ async def cancel_task(r: Redis, cfg: SessionConfig, task_id: str) -> TaskRecord:
     child_id = await find_child(r, cfg, task_id)
     keys = cfg.keys
     outcome = await scripts.CANCEL(
-        r, cfg, [keys.records(child_id), keys.task_child, keys.counts, keys.tasks(child_id), keys.status],
+        r,
+        cfg,
+        [keys.records(child_id), keys.task_child, keys.counts, keys.tasks(child_id), keys.status],
         [child_id, task_id],
-    )  # fmt: skip
+    )
     if outcome[0] == "finished":
         raise ConflictError(f"task {task_id!r} is already {outcome[1]}, so it can no longer be cancelled")
     if outcome[0] != "ok":
