@@ -307,7 +307,7 @@ async def cleanup_session(r: Redis, cfg: SessionConfig) -> CleanupResult:
         exists = await pipe.execute()
     removed = [k for k, e in zip(keys, exists, strict=True) if e]
     if removed:
-        await r.delete(*removed)
+        await r.unlink(*removed)  # frees large record hashes in the background, not blocking Redis
     ns = NamespaceKeys(cfg.namespace)
     await r.hdel(ns.sessions, cfg.session_id)
     await r.eval(_CLEAR_CURRENT, 1, ns.current, cfg.session_id)

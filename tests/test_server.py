@@ -400,7 +400,9 @@ async def test_current_session_is_kept_until_it_is_gone(orch_config: OrchConfig,
             == second["session_id"]
         )
         ok(await team["summoner"].call_tool("cleanup_session", {"session_id": second["session_id"]}))
-        assert "have the summoner call init_session first" in error(
+        gone = error(await moogle.call_tool("send_task", {"child_id": 1, "prompt": "w"}))
+        assert f"session {second['session_id']!r} no longer exists (it was cleaned up or expired)" in gone
+        assert "have the summoner call init_session first" in error(  # and after that: none exists
             await moogle.call_tool("send_task", {"child_id": 1, "prompt": "w"})
         )
 

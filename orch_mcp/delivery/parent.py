@@ -11,7 +11,7 @@ from ..redis_client import MAX_BLOCK_SLICE_S, Redis, sliced_wait
 from ..sessions import SessionConfig, check_child, touch_session
 from ..utils import validate_identifier
 from . import scripts
-from .common import RAW, bury, check_size, read_list
+from .common import RAW, bury, check_size
 from .records import TaskRecord, new_record, parse_record
 from .types import OnSlice
 
@@ -127,28 +127,44 @@ async def take_report(
     the next call, so a wait cancelled at any moment gets it again. The oldest report comes first, in
     both modes. Whatever on the way is not a valid report of this session goes to the dead letters.
     """
-    keys = cfg.keys
-    if ack is not None:
-        await r.lrem(keys.reports_inflight, 1, ack)
+    unacked = ack
     sweep = cfg.mode == "normal"  # reports pushed by hand onto a child's queue (no doorbell) are found once a call
 
     async def attempt(seconds: float) -> tuple[ReportMessage, bytes] | None:
-        nonlocal sweep
+        nonlocal unacked, sweep
         if on_slice is not None:
             await on_slice()
         await touch_session(r, cfg)
+        # First what is already in flight: taken by a wait that was cancelled, or put back by restore_report.
+        pending = await _in_flight(r, cfg, unacked)
+        unacked = None
+        for raw in pending:
+            found = await _accept_report(r, cfg, raw)
+            if found is not None:
+                return found
         for block in (None, seconds):
-            while True:
-                for raw in await read_list(r, keys.reports_inflight):
-                    found = await _accept_report(r, cfg, raw)
-                    if found is not None:
-                        return found
-                if not await _move_report(r, cfg, block, sweep):
-                    break
-                sweep = False
+            while (raw := await _move_report(r, cfg, block, sweep)) is not None:
+                sweep, block = False, None
+                found = await _accept_report(r, cfg, raw)
+                if found is not None:
+                    return found
         return None
 
-    return await sliced_wait(attempt, timeout, slice_s)
+    found = await sliced_wait(attempt, timeout, slice_s)
+    if unacked is not None:  # the wait ended before its first look
+        await r.lrem(cfg.keys.reports_inflight, 1, unacked)
+    return found
+
+
+async def _in_flight(r: Redis, cfg: SessionConfig, ack: bytes | None) -> list[bytes]:
+    """Acknowledge `ack`, then read the parent's in-flight reports (one round trip)."""
+    async with r.pipeline(transaction=False) as pipe:
+        if ack is not None:
+            pipe.lrem(cfg.keys.reports_inflight, 1, ack)
+        pipe.execute_command("LRANGE", cfg.keys.reports_inflight, 0, -1, **RAW)
+        *_, pending = await pipe.execute()
+    items: list[bytes] = pending
+    return items
 
 
 async def restore_report(r: Redis, cfg: SessionConfig, raw: bytes) -> None:
@@ -156,30 +172,28 @@ async def restore_report(r: Redis, cfg: SessionConfig, raw: bytes) -> None:
     await scripts.RESTORE_REPORT(r, cfg, [cfg.keys.reports_inflight], [raw])
 
 
-async def _move_report(r: Redis, cfg: SessionConfig, block: float | None, sweep: bool) -> bool:
-    """Move the oldest waiting report into the in-flight list (blocking up to `block` s); False if none came."""
+async def _move_report(r: Redis, cfg: SessionConfig, block: float | None, sweep: bool) -> bytes | None:
+    """Move the oldest waiting report into the in-flight list (blocking up to `block` s) and return it."""
     keys = cfg.keys
     if cfg.mode == "summoner":
-        if block is None:
-            moved = await r.execute_command("LMOVE", keys.reports, keys.reports_inflight, "LEFT", "RIGHT", **RAW)
-        else:
-            moved = await r.execute_command(
-                "BLMOVE", keys.reports, keys.reports_inflight, "LEFT", "RIGHT", block, **RAW
-            )
-        if moved is not None:
-            await r.expire(keys.reports_inflight, cfg.ttl_s)
-        return moved is not None
+        move = ("LMOVE",) if block is None else ("BLMOVE",)
+        async with r.pipeline(transaction=False) as pipe:
+            wait = () if block is None else (block,)
+            pipe.execute_command(*move, keys.reports, keys.reports_inflight, "LEFT", "RIGHT", *wait, **RAW)
+            pipe.expire(keys.reports_inflight, cfg.ttl_s)
+            moved, _ = await pipe.execute()
+        return None if moved is None else bytes(moved)
     while True:
         head = await r.execute_command("LINDEX", keys.doorbell, 0, **RAW)
         if head is None and sweep:
             sweep = False
             if await _sweep_reports(r, cfg):
-                return True
+                return await _newest_in_flight(r, cfg)
         if head is None and block is not None:
             head = await r.execute_command("BLMOVE", keys.doorbell, keys.doorbell, "LEFT", "LEFT", block, **RAW)
             block = None
         if head is None:
-            return False
+            return None
         child_id = _doorbell_child(cfg, head)
         if child_id is None:
             await bury(r, cfg, keys.doorbell, head, "not a child id of this session on the report doorbell")
@@ -188,7 +202,12 @@ async def _move_report(r: Redis, cfg: SessionConfig, block: float | None, sweep:
             r, cfg, [keys.doorbell, keys.child_reports(child_id), keys.reports_inflight], [child_id, "1"]
         )
         if outcome[0] == "moved":
-            return True
+            return await _newest_in_flight(r, cfg)
+
+
+async def _newest_in_flight(r: Redis, cfg: SessionConfig) -> bytes | None:
+    raw: bytes | None = await r.execute_command("LINDEX", cfg.keys.reports_inflight, -1, **RAW)
+    return raw
 
 
 async def _sweep_reports(r: Redis, cfg: SessionConfig) -> bool:
