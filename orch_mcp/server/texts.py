@@ -38,8 +38,8 @@ def instructions(settings: ServerSettings) -> str:
             'child_id, status (done/failed) and result; status "timeout" only means nothing arrived yet - call again.\n'
             "3. When every task is reported, call shutdown() to stop the children.\n"
             "session_status shows who is online and busy; get_task(task_id) reads a task's state and result at any "
-            "time; cancel_task withdraws a task no child has started. If a tool says no session exists, ask the "
-            "summoner to run init_session, then try again."
+            "time; cancel_task withdraws a queued task, or stops a working one (its child is told and its report "
+            "refused). If a tool says no session exists, ask the summoner to run init_session, then try again."
         )
     return (
         f"You are chocobo {settings.child_id}, a child agent of an orch-mcp team working in {where}. Your loop:\n"
@@ -48,6 +48,8 @@ def instructions(settings: ServerSettings) -> str:
         'result) with your result as text (JSON text for structured results; status="failed" with the reason if '
         "you cannot do it).\n"
         "3. Go back to 1.\n"
+        "If an answer lists task ids under cancelled, the moogle withdrew them: stop working on them and do not "
+        "report them.\n"
         'Stop only when wait_for_task returns status "shutdown". If a tool says no session exists, the summoner has '
         "not run init_session yet: wait a little and call wait_for_task again."
     )
