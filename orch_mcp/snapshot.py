@@ -14,6 +14,7 @@ from typing import Literal
 from pydantic import BaseModel
 
 from . import delivery
+from .delivery.common import RAW
 from .delivery.records import parse_record
 from .errors import DamagedRecordError
 from .redis_client import Redis
@@ -111,7 +112,7 @@ async def take_snapshot(r: Redis, cfg: SessionConfig, *, events: int = 10) -> Se
     async with r.pipeline(transaction=False) as pipe:
         pipe.ttl(keys.config)
         for child_id, task_id in working:
-            pipe.hget(keys.records(child_id), task_id)
+            pipe.execute_command("HGET", keys.records(child_id), task_id, **RAW)
         ttl, *texts = await pipe.execute()
     records: dict[str, tuple[str | None, str | None]] = {}
     for (_, task_id), text in zip(working, texts, strict=True):

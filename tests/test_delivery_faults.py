@@ -354,13 +354,7 @@ async def test_a_running_child_recreates_no_key_after_cleanup(
 # ---------------------------------------------------------------- 9. corrupt records
 
 CORRUPT = [
-    pytest.param(
-        b"\xff\xfe",
-        id="bytes",
-        # Product bug, reported to the lead: get_task reads the record with the decoding client, so a record
-        # that is not UTF-8 raises UnicodeDecodeError ("Error executing tool get_task") instead of DamagedRecordError.
-        marks=pytest.mark.xfail(strict=True, raises=UnicodeDecodeError, reason="get_task decodes record bytes"),
-    ),
+    pytest.param(b"\xff\xfe", id="bytes"),
     pytest.param(b"not json", id="text"),
     pytest.param(b"[]", id="list"),
     pytest.param(b'{"state": "queued"}', id="no-msg"),

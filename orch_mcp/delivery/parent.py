@@ -74,7 +74,9 @@ async def send_shutdown(
 async def find_child(r: Redis, cfg: SessionConfig, task_id: str) -> int:
     """The child a task belongs to; NotFoundError if the session has no such task."""
     validate_identifier(task_id, "task id")
-    owner = await r.hget(cfg.keys.task_child, task_id)
+    owner = await r.execute_command("HGET", cfg.keys.task_child, task_id, **RAW)
+    if owner is not None and not owner.isdigit():
+        raise DamagedRecordError(f"the child index of task {task_id!r} is damaged; send the task again")
     if owner is None:
         raise NotFoundError(
             f"no task {task_id!r} in session {cfg.session_id!r} (it may have expired); "
@@ -86,10 +88,16 @@ async def find_child(r: Redis, cfg: SessionConfig, task_id: str) -> int:
 async def get_task(r: Redis, cfg: SessionConfig, task_id: str) -> TaskRecord:
     """The record of `task_id`; NotFoundError if the session has no such task, DamagedRecordError if unreadable."""
     child_id = await find_child(r, cfg, task_id)
-    record = parse_record(task_id, await r.hget(cfg.keys.records(child_id), task_id))
+    record = parse_record(task_id, await read_record(r, cfg, child_id, task_id))
     if record is None:
         raise NotFoundError(f"task {task_id!r} has no record in session {cfg.session_id!r} (it may have expired)")
     return record
+
+
+async def read_record(r: Redis, cfg: SessionConfig, child_id: int, task_id: str) -> bytes | None:
+    """The stored record of a task, as its exact bytes (parse_record decodes them strictly)."""
+    text: bytes | None = await r.execute_command("HGET", cfg.keys.records(child_id), task_id, **RAW)
+    return text
 
 
 async def cancel_task(r: Redis, cfg: SessionConfig, task_id: str) -> TaskRecord:
@@ -143,9 +151,9 @@ async def take_report(
             if found is not None:
                 return found
         for block in (None, seconds):
-            while (raw := await _move_report(r, cfg, block, sweep)) is not None:
+            while (moved := await _move_report(r, cfg, block, sweep)) is not None:
                 sweep, block = False, None
-                found = await _accept_report(r, cfg, raw)
+                found = await _accept_report(r, cfg, moved)
                 if found is not None:
                     return found
         return None
@@ -243,7 +251,7 @@ async def _accept_report(r: Redis, cfg: SessionConfig, raw: bytes) -> tuple[Repo
         validate_identifier(msg.task_id, "task id")
         if msg.child_id > cfg.max_children:
             raise MessageError(f"report from child {msg.child_id}, but this session has children 1..{cfg.max_children}")
-        record = parse_record(msg.task_id, await r.hget(cfg.keys.records(msg.child_id), msg.task_id))
+        record = parse_record(msg.task_id, await read_record(r, cfg, msg.child_id, msg.task_id))
         if record is None:
             raise MessageError(f"report for task {msg.task_id}, which child {msg.child_id} never had")
         if record.state not in ("done", "failed"):

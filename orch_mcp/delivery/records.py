@@ -62,7 +62,7 @@ def new_record(task: TaskMessage, raw: str) -> str:
     return json.dumps(record, ensure_ascii=False)
 
 
-def parse_record(task_id: str, text: str | None) -> TaskRecord | None:
+def parse_record(task_id: str, text: str | bytes | None) -> TaskRecord | None:
     """The record stored for `task_id` (None if there is none); DamagedRecordError if it cannot be read."""
     if text is None:
         return None
@@ -70,7 +70,7 @@ def parse_record(task_id: str, text: str | None) -> TaskRecord | None:
         f"the record of task {task_id!r} is damaged (unreadable in Redis); it cannot be trusted: send the task again"
     )
     try:
-        data = json.loads(text)
+        data = json.loads(text.decode("utf-8") if isinstance(text, bytes) else text)
         if not isinstance(data, dict):
             raise damaged
         task = parse_message(data["msg"])
