@@ -1,12 +1,14 @@
 """The four message types agents exchange, as pydantic models, and `parse_message` to read any of them.
 
-Every way a message can be bad (not JSON, not an object, unknown `type`, missing or ill-typed
-fields) raises `MessageError`, whose text names the problem.
+Every way a message can be bad (bytes that are not UTF-8, not JSON, not an object, unknown `type`,
+missing or ill-typed fields, text that cannot be encoded again) raises `MessageError`, whose text
+names the problem.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from datetime import datetime, timezone
 from typing import Annotated, Any, Literal, TypeAlias
 
@@ -14,9 +16,12 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 from typing_extensions import Self
 
 from .errors import MessageError
-from .utils import new_id, utc_now
+from .utils import new_id, shown, utc_now
 
 ChildId = Annotated[int, Field(ge=1, strict=True)]
+#: A task's priority lies in this range: enough for any ordering, and never a number a Lua double cannot hold.
+PRIORITY_MIN, PRIORITY_MAX = -1_000_000, 1_000_000
+Priority = Annotated[int, Field(ge=PRIORITY_MIN, le=PRIORITY_MAX, strict=True)]
 ReportStatus = Literal["done", "failed"]
 
 
@@ -33,10 +38,14 @@ class BaseMessage(BaseModel):
     @field_validator("created_at")
     @classmethod
     def _utc(cls, value: datetime) -> datetime:
-        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+        try:
+            return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+        except OverflowError:  # 9999-12-31T23:59-05:00 is past the last datetime in UTC
+            raise ValueError("the time is out of range in UTC") from None
 
     @classmethod
     def _new(cls, **fields: Any) -> Self:
+        _check_json_values(fields, cls.__name__)
         try:
             return cls(message_id=new_id(), created_at=utc_now(), **fields)
         except ValidationError as exc:
@@ -59,7 +68,7 @@ class TaskMessage(BaseMessage):
     child_id: ChildId
     prompt: str = Field(min_length=1)
     context: dict[str, Any] = Field(default_factory=dict)
-    priority: Annotated[int, Field(strict=True)] = 0
+    priority: Priority = 0
 
     @classmethod
     def create(
@@ -154,10 +163,21 @@ _ADAPTER: TypeAdapter[Message] = TypeAdapter(Annotated[Message, Field(discrimina
 
 
 def parse_message(text: str | bytes) -> Message:
-    """Read a message from JSON text, choosing the class by its `type`; raise MessageError if it is bad."""
+    """Read a message from JSON text (bytes must be UTF-8), choosing the class by its `type`; MessageError if bad."""
+    if isinstance(text, (bytes, bytearray, memoryview)):
+        raw = bytes(text)
+        try:
+            text = raw.decode("utf-8")  # strictly UTF-8: json.loads would also guess UTF-16 and UTF-32
+        except UnicodeDecodeError as exc:
+            raise MessageError(
+                f"message is not valid JSON: it is not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start}: "
+                f"{exc.reason}); a message is JSON text encoded as UTF-8"
+            ) from None
+    elif not isinstance(text, str):
+        raise MessageError(f"message must be JSON text (str or UTF-8 bytes), got {type(text).__name__}")
     try:
-        data = json.loads(text)
-    except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError, over-long ints, deep nesting
+        data = json.loads(text, parse_constant=_refuse_constant)
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, over-long ints, deep nesting, NaN/Infinity
         raise MessageError(f"message is not valid JSON ({exc.__class__.__name__}: {exc})") from None
     if not isinstance(data, dict):
         raise MessageError(f"message must be a JSON object, got {type(data).__name__}")
@@ -166,11 +186,44 @@ def parse_message(text: str | bytes) -> Message:
         known = ", ".join(MESSAGE_TYPES)
         if kind is None:
             raise MessageError(f"message has no 'type' field; it must be one of: {known}")
-        raise MessageError(f"unknown message type {kind!r}; it must be one of: {known}")
+        raise MessageError(f"unknown message type {shown(kind)}; it must be one of: {known}")
+    _check_json_values(data, f"{kind} message")
     try:
         return _ADAPTER.validate_python(data)
     except ValidationError as exc:
         raise MessageError(_describe(exc, f"{kind} message", tagged=True)) from None
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def _check_json_values(value: object, what: str) -> None:
+    """Raise MessageError if `value` holds text that UTF-8 cannot encode (a lone surrogate such as "\\ud800",
+    which JSON escapes can spell) or a number JSON cannot carry (NaN, infinity): such a message could be
+    read but never written again. Iterative, so any depth json.loads accepted is fine."""
+    stack: list[tuple[object, str]] = [(value, "")]
+    while stack:
+        item, where = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                code = ord(item[exc.start])
+                raise MessageError(
+                    f"invalid {what}: {where or 'the message'} holds a lone surrogate (\\u{code:04x} at character "
+                    f"{exc.start}), which is not Unicode text; send UTF-8 text only"
+                ) from None
+        elif isinstance(item, float):
+            if not math.isfinite(item):
+                raise MessageError(f"invalid {what}: {where or 'the message'} is {item}, which JSON cannot carry")
+        elif isinstance(item, dict):
+            for key, sub in item.items():
+                stack.append((key, f"a key of {where}" if where else "a key"))
+                name = shown(key, 40) if not isinstance(key, str) or not key.isidentifier() else key[:40]
+                stack.append((sub, f"{where}.{name}" if where else name))
+        elif isinstance(item, (list, tuple)):
+            stack.extend((sub, f"{where}[{i}]") for i, sub in enumerate(item))
 
 
 def _describe(exc: ValidationError, what: str, *, tagged: bool = False) -> str:

@@ -17,17 +17,26 @@ def validate_identifier(value: str, what: str) -> str:
     """Return `value` if it is a safe identifier (no glob characters, braces, whitespace), else raise."""
     if not isinstance(value, str) or not IDENTIFIER_RE.fullmatch(value):
         raise InvalidIdentifierError(
-            f"invalid {what} {value!r}: use 1-128 characters from letters, digits and _ . : - "
+            f"invalid {what} {shown(value)}: use 1-128 characters from letters, digits and _ . : - "
             "(no spaces, braces or glob characters like * ? [ ])"
         )
     return value
+
+
+def shown(value: object, limit: int = 60) -> str:
+    """`repr(value)` for an error message, cut short (with its length) if long: a 10 kB id is not echoed whole."""
+    text = repr(value)
+    if len(text) <= limit:
+        return text
+    size = f" ({len(value)} characters)" if isinstance(value, str) else ""
+    return f"{text[:limit]}...{size}"
 
 
 def validate_child_id(child_id: int, max_children: int) -> int:
     """Return `child_id` if it is an int in 1..max_children, else raise."""
     if isinstance(child_id, bool) or not isinstance(child_id, int) or not 1 <= child_id <= max_children:
         raise InvalidIdentifierError(
-            f"invalid child id {child_id!r}: this session has children 1..{max_children}; pick one of those"
+            f"invalid child id {shown(child_id)}: this session has children 1..{max_children}; pick one of those"
         )
     return child_id
 
