@@ -43,9 +43,9 @@ from orch_mcp.messages import (
 from orch_mcp.server import ROLE_TOOLS, create_server
 
 FAST = settings(max_examples=60, deadline=None, database=None)
-CHEAP = settings(max_examples=300, deadline=None, database=None)
+CHEAP = settings(max_examples=200, deadline=None, database=None)
 #: Over all the tools at once: each call is a real round trip (and a wait_for_report poll costs ~0.1 s).
-TOOLS = settings(max_examples=80, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+TOOLS = settings(max_examples=60, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 
 # ---------------------------------------------------------------- strategies
 
