@@ -7,7 +7,8 @@ The sync `Parent` and `Child` own a private event loop thread (SyncBridge) and r
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 import anyio
 
@@ -23,9 +24,14 @@ from .sync import SyncBridge
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 
 class AsyncParent:
-    """The parent (moogle) of one session: sends tasks, collects reports (acknowledging each on the next wait)."""
+    """The parent (moogle) of one session: sends tasks, collects reports (acknowledging each on the next wait).
+
+    While it waits for reports it runs the session's reaper (single-flight across servers).
+    """
 
     def __init__(
         self,
@@ -39,21 +45,69 @@ class AsyncParent:
         self.session = session
         self.max_message_bytes = max_message_bytes
         self.slice_s = slice_s
+        self.token = delivery.presence_token()
+        self.claimed = False
         self._unacked: bytes | None = None
 
+    async def claim(self, wait_s: float = 0.0) -> bool:
+        """Claim (or renew) the session's one parent, waiting up to `wait_s` for a lapsed holder; like AsyncChild."""
+        self.claimed = await delivery.claim_parent(self.r, self.session, self.token, wait_s=wait_s)
+        return self.claimed
+
+    async def keep_presence(self) -> None:
+        """Renew the parent claim every few seconds until cancelled or the session is gone."""
+        while True:
+            await anyio.sleep(delivery.presence.RENEW_EVERY_S)
+            try:
+                if not await self.claim():
+                    log.warning("another moogle took session %s over: this one stops", self.session.session_id)
+                    return
+            except SessionGoneError:
+                self.claimed = False
+                return
+            except Exception as exc:  # keep renewing through Redis outages; say so each time
+                log.warning("could not renew the moogle's presence: %s", exc)
+
+    async def release(self) -> None:
+        """Give up the parent claim."""
+        if self.claimed:
+            await delivery.release(self.r, self.session.keys.parent_presence, self.token)
+            self.claimed = False
+
     async def send_task(
-        self, child_id: int, prompt: str, context: dict[str, Any] | None = None, priority: int = 0
+        self,
+        child_id: int,
+        prompt: str,
+        context: dict[str, Any] | None = None,
+        priority: int = 0,
+        *,
+        deadline_s: float | None = None,
+        max_deliveries: int = delivery.DEFAULT_MAX_DELIVERIES,
     ) -> TaskMessage:
         """Queue a task for a child."""
         return await delivery.send_task(
-            self.r, self.session, child_id, prompt, context, priority, max_bytes=self.max_message_bytes
+            self.r,
+            self.session,
+            child_id,
+            prompt,
+            context,
+            priority,
+            max_bytes=self.max_message_bytes,
+            deadline_s=deadline_s,
+            max_deliveries=max_deliveries,
         )
 
     async def wait_for_report(self, timeout: float | None, on_slice: OnSlice | None = None) -> ReportMessage | None:
         """The next report, or None after `timeout` s; the previous one is acknowledged now."""
         ack, self._unacked = self._unacked, None
+
+        async def each_slice() -> None:
+            await self.reap()
+            if on_slice is not None:
+                await on_slice()
+
         found = await delivery.take_report(
-            self.r, self.session, timeout, ack=ack, slice_s=self.slice_s, on_slice=on_slice
+            self.r, self.session, timeout, ack=ack, slice_s=self.slice_s, on_slice=each_slice
         )
         if found is None:
             return None
@@ -80,6 +134,24 @@ class AsyncParent:
         """A task's record."""
         return await delivery.get_task(self.r, self.session, task_id)
 
+    async def requeue(self, task_id: str, child_id: int | None = None) -> TaskRecord:
+        """Deliver a queued, working or failed task anew to its own child or another."""
+        return await delivery.requeue_task(self.r, self.session, task_id, child_id)
+
+    async def reap(self) -> int:
+        """Run the session's reaper (unless another server just did); never fails the caller."""
+        try:
+            return await delivery.reap(self.r, self.session, self.token)
+        except SessionGoneError:
+            raise
+        except Exception as exc:  # the reaper is housekeeping: a wait goes on without it
+            log.warning("the reaper failed: %s", exc)
+            return 0
+
+    async def offline(self) -> list[delivery.OfflineChild]:
+        """Children gone a while with work in their queue or in flight."""
+        return await delivery.offline_children(self.r, self.session)
+
     async def shutdown(self, child_id: int | None = None, now: bool = False, reason: str | None = None) -> list[int]:
         """Tell one child or all to stop."""
         return await delivery.send_shutdown(self.r, self.session, child_id, now=now, reason=reason)
@@ -90,7 +162,12 @@ class AsyncParent:
 
 
 class AsyncChild:
-    """Child `child_id` (chocobo) of one session: takes tasks, reports results, holds its presence claim."""
+    """Child `child_id` (chocobo) of one session: takes tasks, reports results, holds its presence claim.
+
+    Once claimed, every take, heartbeat and report carries this child's token (fencing) and every report
+    names the delivery it answers, so a stalled holder that lost its claim cannot take or report any more.
+    Unclaimed (a library caller that opted out of presence), it acts without fencing.
+    """
 
     def __init__(
         self,
@@ -108,25 +185,33 @@ class AsyncChild:
         self.slice_s = slice_s
         self.token = delivery.presence_token()
         self.claimed = False
+        #: True once another server took this child over: this one acts no more.
+        self.fenced = False
+        #: task_id -> the delivery (attempt) this child took, named in its report and heartbeats.
+        self._attempts: dict[str, int] = {}
 
-    async def claim(self) -> None:
-        """Claim (or renew) this child id; ConflictError if another live process serves it."""
-        await delivery.claim_presence(self.r, self.session, self.child_id, self.token)
-        self.claimed = True
+    async def claim(self, wait_s: float = 0.0) -> bool:
+        """Claim (or renew) this child id, waiting up to `wait_s` for a lapsed holder's claim to expire.
+
+        True once held; False if it is still held when `wait_s` ends (call again); HeldError if a live
+        rival holds it (it renewed its claim meanwhile).
+        """
+        self.claimed = await delivery.claim_child(self.r, self.session, self.child_id, self.token, wait_s=wait_s)
+        return self.claimed
 
     async def keep_presence(self) -> None:
-        """Renew the claim every few seconds until cancelled."""
+        """Renew the claim every few seconds until cancelled, the session is gone or another server took it."""
         while True:
-            await anyio.sleep(delivery.PRESENCE_TTL_S / 3)
+            await anyio.sleep(delivery.presence.RENEW_EVERY_S)
             try:
-                await self.claim()
+                if not await self.claim():
+                    log.warning("child %s was taken over by another server: this one stops", self.child_id)
+                    return
             except SessionGoneError:
-                log.info(
-                    "session %s is gone: child %s stops renewing its presence", self.session.session_id, self.child_id
-                )
+                log.info("session %s is gone: child %s stops renewing", self.session.session_id, self.child_id)
                 self.claimed = False
                 return
-            except Exception as exc:  # keep renewing through Redis outages; report them once per failure
+            except Exception as exc:  # keep renewing through Redis outages; say so each time
                 log.warning("could not renew presence of child %s: %s", self.child_id, exc)
 
     async def release(self) -> None:
@@ -143,17 +228,64 @@ class AsyncChild:
 
     async def take_next(self, timeout: float | None, on_slice: OnSlice | None = None) -> delivery.Taken:
         """Like take, and also which of this child's tasks the parent cancelled meanwhile."""
-        return await delivery.take(
-            self.r, self.session, self.child_id, timeout, slice_s=self.slice_s, on_slice=on_slice
+        taken = await self._fenced(
+            lambda: delivery.take(
+                self.r, self.session, self.child_id, timeout, slice_s=self.slice_s, on_slice=on_slice, token=self._token
+            )
         )
+        if isinstance(taken.message, TaskMessage):
+            self._attempts[taken.message.task_id] = taken.attempt
+        return taken
 
     async def report(
         self, task_id: str, result: str, status: ReportStatus = "done", error: str | None = None
     ) -> ReportOutcome:
         """Record the result of a task and queue the report for the parent."""
-        return await delivery.report_task(
-            self.r, self.session, self.child_id, task_id, result, status, error, max_bytes=self.max_message_bytes
+        outcome = await self._fenced(
+            lambda: delivery.report_task(
+                self.r,
+                self.session,
+                self.child_id,
+                task_id,
+                result,
+                status,
+                error,
+                max_bytes=self.max_message_bytes,
+                token=self._token,
+                attempt=self._attempts.get(task_id, 0),
+            )
         )
+        self._attempts.pop(task_id, None)
+        return outcome
+
+    async def heartbeat(self, task_id: str, note: str | None = None) -> delivery.Heartbeat:
+        """Record progress on a task in flight and push its deadline."""
+        return await self._fenced(
+            lambda: delivery.heartbeat_task(
+                self.r,
+                self.session,
+                self.child_id,
+                task_id,
+                note,
+                token=self._token,
+                attempt=self._attempts.get(task_id, 0),
+            )
+        )
+
+    @property
+    def _token(self) -> str:
+        return self.token if self.claimed else ""
+
+    async def _fenced(self, call: Callable[[], Awaitable[T]]) -> T:
+        """Run `call`; if this server's claim had lapsed with no rival, take it again silently and retry once."""
+        try:
+            return await call()
+        except delivery.FencedError:
+            if not await self.claim():
+                self.claimed = False
+                self.fenced = True
+                raise
+            return await call()
 
 
 class _SyncAgent:
@@ -255,7 +387,11 @@ class Child(_SyncAgent):
         )
         if claim:
             try:
-                self._bridge._run(self._async.claim)
+                # A restart after a crash takes over its own lapsed claim; a live rival is refused (HeldError).
+                if not self._bridge._run(self._async.claim, delivery.PRESENCE_TTL_S + 1):
+                    raise delivery.HeldError(
+                        f"child {child_id} of session {self.session.session_id!r} is still held by another server"
+                    )
             except BaseException:
                 self._bridge.close()
                 raise

@@ -97,6 +97,21 @@ class SessionKeys:
         return self._key("counts")
 
     @property
+    def leases(self) -> str:
+        """Sorted set: task_id -> lease deadline (ms) of each working task sent with a deadline."""
+        return self._key("leases")
+
+    @property
+    def parent_presence(self) -> str:
+        """String with a short TTL: the token of the one live parent (moogle) of the session."""
+        return self._key("presence:parent")
+
+    @property
+    def reaper(self) -> str:
+        """String with a short TTL: held by the server running the reaper now (single flight)."""
+        return self._key("reaper")
+
+    @property
     def stopped(self) -> str:
         """Hash: child_id -> time (ms) the child took its shutdown; cleared when new work is sent to it."""
         return self._key("stopped")
@@ -138,6 +153,7 @@ class SessionKeys:
             self.dead,
             self.last_seen,
             self.stopped,
+            self.leases,
         ]
 
     def child_keys(self, child_id: int) -> list[str]:

@@ -292,7 +292,15 @@ async def list_sessions(r: Redis, *, namespace: str) -> list[SessionConfig]:
 
 def session_keys(cfg: SessionConfig) -> list[str]:
     """Every key the session may own: a set fixed by its child count (no key per task)."""
-    return cfg.keys.fixed_keys(cfg.max_children) + [cfg.keys.presence(n) for n in cfg.child_ids]
+    keys = cfg.keys
+    return (
+        keys.fixed_keys(cfg.max_children)
+        + [keys.presence(n) for n in cfg.child_ids]
+        + [
+            keys.parent_presence,
+            keys.reaper,
+        ]
+    )
 
 
 _CLEAR_CURRENT = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"

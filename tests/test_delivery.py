@@ -459,11 +459,16 @@ async def test_presence_conflict_and_release(r: Redis, session: SessionConfig) -
 
 async def test_async_child_claim(r: Redis, session: SessionConfig) -> None:
     first, second = AsyncChild(r, session, 3), AsyncChild(r, session, 3)
-    await first.claim()
-    with pytest.raises(ConflictError):
-        await second.claim()
+    assert await first.claim() is True
+    assert await second.claim() is False  # held: not taken, and no wait asked for
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(first.keep_presence)  # a live holder renews its claim while the newcomer waits
+            with pytest.raises(delivery.HeldError, match="held by another live orch-mcp server"):
+                await second.claim(wait_s=delivery.PRESENCE_TTL_S + 1)
+            tg.cancel_scope.cancel()
     await first.release()
-    await second.claim()
+    assert await second.claim() is True
     await second.release()
     assert not await r.exists(session.keys.presence(3))
 

@@ -22,8 +22,8 @@ FETCH_TIMEOUT_S = 240
 ROLE_ARGS = {"summoner": [], "moogle": [], "chocobo": ["--child-id", "1"]}
 ROLE_TOOLS = {
     "summoner": {"init_session", "get_session", "list_sessions", "cleanup_session", "session_status"},
-    "moogle": {"send_task", "wait_for_report", "get_task", "cancel_task", "shutdown", "session_status"},
-    "chocobo": {"wait_for_task", "report"},
+    "moogle": {"send_task", "wait_for_report", "get_task", "cancel_task", "requeue_task", "shutdown", "session_status"},
+    "chocobo": {"wait_for_task", "heartbeat", "report"},
 }
 
 

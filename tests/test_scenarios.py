@@ -124,7 +124,7 @@ def test_a_second_chocobo_for_a_live_child_id_is_refused(
     LineReader(first.stdout).until(lambda line: "waiting for tasks" in line)  # type: ignore[arg-type]
     second = run_cli([*CHOCOBO, "--session-id", sid, "--child-id", "2"], env_for)
     assert second.returncode == 1
-    assert "child 2 of session" in one_error_line(second) and "already served" in second.stderr
+    assert "child 2 of session" in one_error_line(second) and "held by another live orch-mcp server" in second.stderr
     bad = run_cli([*CHOCOBO, "--session-id", sid, "--child-id", "3"], env_for)
     assert bad.returncode == 1 and "children 1..2" in one_error_line(bad)
 

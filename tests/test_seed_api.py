@@ -151,7 +151,7 @@ def test_parent_and_child(redis_config: RedisConfig) -> None:
         assert parent.status().children[1].state == "idle"  # online, nothing in flight
         assert parent.shutdown() == [1, 2]
         assert isinstance(child.take(1), ShutdownMessage)
-        with pytest.raises(ConflictError, match="already served"):
+        with pytest.raises(ConflictError, match="held by another live orch-mcp server"):
             Child(config.session_id, 2, redis_config=redis_config)
         # claim=False: a second handle on the child id that does not take part in presence
         with Child(config.session_id, 2, redis_config=redis_config, claim=False) as watcher:

@@ -141,7 +141,7 @@ async def test_stdio_server_from_environment_only(env_for: dict[str, str]) -> No
     with anyio.fail_after(20):
         async with Client(params) as client:
             assert client.server_info is not None and client.server_info.name == "orch-mcp chocobo 2"
-            assert {t.name for t in (await client.list_tools()).tools} == {"wait_for_task", "report"}
+            assert {t.name for t in (await client.list_tools()).tools} == {"wait_for_task", "heartbeat", "report"}
             assert client.instructions is not None and "You are chocobo 2" in client.instructions
 
 
@@ -149,7 +149,7 @@ async def test_a_server_whose_redis_is_down_starts_and_says_how_to_fix_it(env_fo
     url = f"redis://127.0.0.1:{free_port()}/0"
     with anyio.fail_after(20):
         async with Client(serve_params("moogle", env_for, "--url", url)) as client:
-            assert len((await client.list_tools()).tools) == 6
+            assert len((await client.list_tools()).tools) == 7
             calls: list[tuple[str, dict[str, Any]]] = [
                 ("send_task", {"child_id": 1, "prompt": "x"}),
                 ("wait_for_report", {"timeout_s": 5}),
@@ -237,7 +237,7 @@ def test_the_example_client_config_is_a_ready_team() -> None:
 
 def test_the_dev_module_builds_its_server_from_the_environment() -> None:
     code = "import orch_mcp.dev as d; print(d.server.name); print(len(d.server._tool_manager.list_tools()))"
-    for env, name, tools in [({}, "orch-mcp moogle", 6), ({"ORCH_ROLE": "chocobo"}, "orch-mcp chocobo 1", 2)]:
+    for env, name, tools in [({}, "orch-mcp moogle", 7), ({"ORCH_ROLE": "chocobo"}, "orch-mcp chocobo 1", 3)]:
         done = subprocess.run([sys.executable, "-c", code], env={**CLEAN_ENV, **env}, capture_output=True, text=True)
         assert done.returncode == 0, done.stderr
         assert done.stdout.splitlines() == [name, str(tools)]

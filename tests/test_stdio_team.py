@@ -22,7 +22,7 @@ async def chocobo(child_id: int, env: dict[str, str], done: dict[int, list[str]]
     """One chocobo agent: its own server process, looping until it is told to shut down."""
     async with Client(serve_params("chocobo", env, "--child-id", str(child_id))) as client:
         tools = {t.name for t in (await client.list_tools()).tools}
-        assert tools == {"wait_for_task", "report"}
+        assert tools == {"wait_for_task", "heartbeat", "report"}
         while True:
             got = ok(await client.call_tool("wait_for_task", {"timeout_s": 10}))
             if got["status"] == "shutdown":

@@ -33,49 +33,93 @@ The parent takes reports with LMOVE/BLMOVE (summoner mode) or MOVE_REPORT follow
 
 from __future__ import annotations
 
+from ..redis_client import Redis
+from ..sessions import SessionConfig
 from .child import (
-    PRESENCE_TTL_S,
+    FencedError,
+    Heartbeat,
     ReportOutcome,
+    StaleError,
     Taken,
-    claim_presence,
-    presence_token,
-    release_presence,
+    heartbeat_task,
     report_task,
     take,
     take_task,
 )
-from .common import DEAD_LETTER_CAP, check_size, dead_letters, recent_events
-from .lua import STATUS_STREAM_MAXLEN
-from .parent import cancel_task, find_child, get_task, restore_report, send_shutdown, send_task, take_report
-from .records import FINISHED, TASK_STATES, DeadLetter, TaskRecord, TaskState
+from .common import check_size, dead_letters, recent_events
+from .lua import DEAD_LETTER_CAP, STATUS_STREAM_MAXLEN
+from .parent import (
+    DEFAULT_MAX_DELIVERIES,
+    cancel_task,
+    find_child,
+    get_task,
+    requeue_task,
+    restore_report,
+    send_shutdown,
+    send_task,
+    take_report,
+)
+from .presence import PRESENCE_TTL_S, HeldError, claim_child, claim_parent, presence_token, release
+from .reaper import OfflineChild, offline_children, reap
+from .records import FINISHED, TASK_STATES, Attempt, DeadLetter, TaskRecord, TaskState
 from .status import ChildStatus, SessionStatus, iso_from_ms, session_status
 from .types import OnSlice
 
+
+async def claim_presence(
+    r: Redis, cfg: SessionConfig, child_id: int, token: str, ttl_s: float = PRESENCE_TTL_S
+) -> None:
+    """Claim (or renew) child `child_id` for `token` now; HeldError if another holder has it."""
+    if not await claim_child(r, cfg, child_id, token, ttl_s=ttl_s):
+        raise HeldError(
+            f"child {child_id} of session {cfg.session_id!r} is already served by another live orch-mcp process"
+        )
+
+
+async def release_presence(r: Redis, cfg: SessionConfig, child_id: int, token: str) -> None:
+    """Give up the claim on child `child_id`, if it is still ours."""
+    await release(r, cfg.keys.presence(child_id), token)
+
+
 __all__ = [
     "DEAD_LETTER_CAP",
+    "DEFAULT_MAX_DELIVERIES",
     "FINISHED",
     "PRESENCE_TTL_S",
     "STATUS_STREAM_MAXLEN",
     "TASK_STATES",
+    "Attempt",
     "ChildStatus",
     "DeadLetter",
+    "FencedError",
+    "Heartbeat",
+    "HeldError",
+    "OfflineChild",
     "OnSlice",
     "ReportOutcome",
     "SessionStatus",
+    "StaleError",
     "Taken",
     "TaskRecord",
     "TaskState",
     "cancel_task",
     "check_size",
+    "claim_child",
+    "claim_parent",
     "claim_presence",
     "dead_letters",
     "find_child",
     "get_task",
+    "heartbeat_task",
     "iso_from_ms",
+    "offline_children",
     "presence_token",
+    "reap",
     "recent_events",
+    "release",
     "release_presence",
     "report_task",
+    "requeue_task",
     "restore_report",
     "send_shutdown",
     "send_task",

@@ -1,10 +1,12 @@
-"""The child's side of delivery: take the next task (or shutdown), report its result, hold presence."""
+"""The child's side of delivery: take the next task (or shutdown), heartbeat, report its result.
+
+Each call takes the child's presence `token` ('' for a library caller that holds no claim): the
+scripts refuse to act for a token that no longer holds the child (FencedError), and a report or
+heartbeat names the `attempt` (delivery number) it is about, so a late one is refused as stale.
+"""
 
 from __future__ import annotations
 
-import os
-import socket
-import time
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -18,9 +20,16 @@ from ..utils import validate_identifier
 from . import scripts
 from .common import RAW, bury, check_size, read_list
 from .records import new_record
+from .status import iso_from_ms
 from .types import OnSlice
 
-PRESENCE_TTL_S = 15
+
+class FencedError(ConflictError):
+    """This caller's presence token no longer holds the child: another server serves it now."""
+
+
+class StaleError(ConflictError):
+    """A report or heartbeat for an attempt that is over: the task was taken back or given again."""
 
 
 @dataclass
@@ -29,6 +38,8 @@ class Taken:
 
     message: TaskMessage | ShutdownMessage | None
     cancelled: list[str] = field(default_factory=list)
+    #: The delivery number of the task taken (its record's delivery_count), to name in report and heartbeat.
+    attempt: int = 0
 
 
 async def take_task(
@@ -39,9 +50,10 @@ async def take_task(
     *,
     slice_s: float = MAX_BLOCK_SLICE_S,
     on_slice: OnSlice | None = None,
+    token: str = "",
 ) -> TaskMessage | ShutdownMessage | None:
     """Wait up to `timeout` s for child `child_id`'s next task or shutdown; None on timeout."""
-    return (await take(r, cfg, child_id, timeout, slice_s=slice_s, on_slice=on_slice)).message
+    return (await take(r, cfg, child_id, timeout, slice_s=slice_s, on_slice=on_slice, token=token)).message
 
 
 async def take(
@@ -52,6 +64,7 @@ async def take(
     *,
     slice_s: float = MAX_BLOCK_SLICE_S,
     on_slice: OnSlice | None = None,
+    token: str = "",
 ) -> Taken:
     """Wait up to `timeout` s for child `child_id`'s next task or shutdown.
 
@@ -63,30 +76,26 @@ async def take(
     check_child(cfg, child_id)
     keys = cfg.keys
     taken = Taken(None)
-    try_keys = [
-        keys.tasks(child_id),
-        keys.inflight(child_id),
-        keys.records(child_id),
-        keys.task_child,
-        keys.counts,
-        keys.last_seen,
-        keys.status,
-    ]
+    try_keys = [keys.tasks(child_id), *_claim_keys(cfg, child_id)]
 
     async def step() -> TaskMessage | ShutdownMessage | None:
         """Without blocking: settle the in-flight list, else move the next message in and claim it."""
         while True:
-            reply = await scripts.TRY_TAKE(r, cfg, try_keys, [child_id])
+            reply = await scripts.TRY_TAKE(r, cfg, try_keys, [child_id, token])
+            if reply[0] == "fenced":
+                raise fenced_error(cfg, child_id)
             if reply[0] == "ok":
                 task = parse_message(reply[2])
                 if isinstance(task, TaskMessage):
+                    taken.attempt = int(reply[1])
                     return task
-            elif reply[0] == "cancelled":
-                taken.cancelled.append(reply[1])
+            elif reply[0] in ("cancelled", "failed"):
+                if reply[0] == "cancelled":
+                    taken.cancelled.append(reply[1])
                 continue
             elif reply[0] == "empty":
                 return None
-            found, settled = await _settle_inflight(r, cfg, child_id, taken)
+            found, settled = await _settle_inflight(r, cfg, child_id, taken, token)
             if found is not None:
                 return found
             if not settled:
@@ -108,8 +117,34 @@ async def take(
     return taken
 
 
+def _claim_keys(cfg: SessionConfig, child_id: int) -> list[str]:
+    """The keys a claim may touch (after the task queue, for TRY_TAKE)."""
+    keys = cfg.keys
+    return [
+        keys.inflight(child_id),
+        keys.records(child_id),
+        keys.task_child,
+        keys.counts,
+        keys.last_seen,
+        keys.status,
+        keys.presence(child_id),
+        keys.leases,
+        cfg.report_queue(child_id),
+        keys.doorbell,
+        keys.dead,
+    ]
+
+
+def fenced_error(cfg: SessionConfig, child_id: int) -> FencedError:
+    return FencedError(
+        f"this server no longer holds child {child_id} of session {cfg.session_id!r}: another orch-mcp server took "
+        "it over (this one stopped renewing its claim, for example after a stall); that server has the child's "
+        "tasks now - stop here and do not report the task you were working on"
+    )
+
+
 async def _settle_inflight(
-    r: Redis, cfg: SessionConfig, child_id: int, taken: Taken
+    r: Redis, cfg: SessionConfig, child_id: int, taken: Taken, token: str
 ) -> tuple[TaskMessage | ShutdownMessage | None, int]:
     """Read the in-flight list and settle each message in order: the first task or shutdown for this child is returned
     (claimed); what does not belong goes to the dead letters. Returns (found, how many were settled)."""
@@ -130,13 +165,13 @@ async def _settle_inflight(
         if not isinstance(msg, TaskMessage):  # _check_route lets only tasks and shutdowns through
             continue
         outcome = await scripts.CLAIM(
-            r,
-            cfg,
-            [inflight, keys.records(child_id), keys.task_child, keys.counts, keys.last_seen, keys.status],
-            [child_id, raw, msg.task_id, new_record(msg, raw.decode("utf-8"))],
+            r, cfg, _claim_keys(cfg, child_id), [child_id, token, raw, msg.task_id, new_record(msg, raw.decode())]
         )
         settled += 1
+        if outcome[0] == "fenced":
+            raise fenced_error(cfg, child_id)
         if outcome[0] == "ok":
+            taken.attempt = int(outcome[1])
             return msg, settled
         if outcome[0] == "cancelled":
             taken.cancelled.append(msg.task_id)
@@ -193,6 +228,8 @@ async def report_task(
     error: str | None = None,
     *,
     max_bytes: int,
+    token: str = "",
+    attempt: int = 0,
 ) -> ReportOutcome:
     """Record the result of a task in flight for child `child_id`, then queue the report (atomically)."""
     check_child(cfg, child_id)
@@ -219,52 +256,86 @@ async def report_task(
             keys.doorbell,
             keys.last_seen,
             keys.status,
+            keys.presence(child_id),
+            keys.leases,
         ],
-        [child_id, task_id, status, result, error or "", report.to_json(), "1" if cfg.mode == "normal" else "0"],
+        [
+            child_id,
+            task_id,
+            status,
+            result,
+            error or "",
+            report.to_json(),
+            "1" if cfg.mode == "normal" else "0",
+            token,
+            attempt or "",
+        ],
     )
-    if kind == "unknown":
-        raise NotFoundError(f"no task {task_id!r} in this session: report only task ids you got from wait_for_task")
-    if kind == "other_child":
-        raise ConflictError(
-            f"task {task_id!r} belongs to child {detail}, not to you (child {child_id}); report only your own tasks"
-        )
-    if kind == "cancelled":
-        raise ConflictError(f"task {task_id!r} was cancelled by the parent; drop it and call wait_for_task again")
-    if kind == "not_taken":
-        raise ConflictError(
-            f"task {task_id!r} is not in flight for you (it is {detail}): report a task only after wait_for_task "
-            "gave it to you, and only once; call wait_for_task"
-        )
-    if kind == "damaged":
-        raise DamagedRecordError(f"the record of task {task_id!r} is damaged; tell the parent, then call wait_for_task")
+    _refuse(cfg, child_id, task_id, kind, detail, "report")
     state: Literal["done", "failed"] = "failed" if detail == "failed" else "done"
     return ReportOutcome(task_id=task_id, accepted=kind == "ok", duplicate=kind == "duplicate", state=state)
 
 
-# ---------------------------------------------------------------- presence
-
-
-async def claim_presence(r: Redis, cfg: SessionConfig, child_id: int, token: str, ttl_s: int = PRESENCE_TTL_S) -> None:
-    """Mark child `child_id` as served by the caller (`token`); ConflictError if another live process serves it."""
-    check_child(cfg, child_id)
-    keys = cfg.keys
-    outcome = await scripts.PRESENCE(r, cfg, [keys.presence(child_id), keys.last_seen], [child_id, token, ttl_s])
-    if outcome[0] == "held":
-        raise ConflictError(
-            f"child {child_id} of session {cfg.session_id!r} is already served by another live orch-mcp process; "
-            f"use a different --child-id (1..{cfg.max_children}) or stop the other one (its claim lapses {ttl_s} s "
-            "after it stops)"
+def _refuse(cfg: SessionConfig, child_id: int, task_id: str, kind: str, detail: str, what: str) -> None:
+    """Raise the error for a report or heartbeat the script refused (nothing for 'ok' or 'duplicate')."""
+    if kind == "fenced":
+        raise fenced_error(cfg, child_id)
+    if kind == "unknown":
+        raise NotFoundError(f"no task {task_id!r} in this session: {what} only task ids you got from wait_for_task")
+    if kind == "other_child":
+        raise StaleError(
+            f"task {task_id!r} belongs to child {detail}, not to you (child {child_id}): report only your own tasks "
+            "(if it was yours, the parent gave it to another child: drop it and call wait_for_task)"
         )
+    if kind == "cancelled":
+        raise ConflictError(f"task {task_id!r} was cancelled by the parent; drop it and call wait_for_task again")
+    if kind == "stale":
+        raise StaleError(
+            f"your attempt at task {task_id!r} is over: the task was taken back (its deadline passed, or the parent "
+            f"requeued it; it is {detail} now); drop it and call wait_for_task"
+        )
+    if kind in ("not_taken", "not_working"):
+        raise ConflictError(
+            f"task {task_id!r} is not in flight for you (it is {detail}): {what} a task only after wait_for_task "
+            "gave it to you, and only once; call wait_for_task"
+        )
+    if kind == "damaged":
+        raise DamagedRecordError(f"the record of task {task_id!r} is damaged; tell the parent, then call wait_for_task")
 
 
-_RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
+class Heartbeat(BaseModel):
+    """What `heartbeat` did: the task's lease now runs until `lease_until` (None if the task has no deadline)."""
+
+    task_id: str
+    lease_until: str | None
 
 
-async def release_presence(r: Redis, cfg: SessionConfig, child_id: int, token: str) -> None:
-    """Give up the claim on child `child_id`, if it is still ours."""
-    await r.eval(_RELEASE, 1, cfg.keys.presence(child_id), token)
-
-
-def presence_token() -> str:
-    """A token unique to this process and moment, to tell our presence claim from another's."""
-    return f"{socket.gethostname()}:{os.getpid()}:{time.time_ns()}"
+async def heartbeat_task(
+    r: Redis,
+    cfg: SessionConfig,
+    child_id: int,
+    task_id: str,
+    note: str | None = None,
+    *,
+    token: str = "",
+    attempt: int = 0,
+) -> Heartbeat:
+    """Record progress on a task in flight for child `child_id` and push its deadline, if it has one."""
+    check_child(cfg, child_id)
+    validate_identifier(task_id, "task id")
+    keys = cfg.keys
+    kind, detail = await scripts.HEARTBEAT(
+        r,
+        cfg,
+        [
+            keys.presence(child_id),
+            keys.records(child_id),
+            keys.inflight(child_id),
+            keys.leases,
+            keys.last_seen,
+            keys.status,
+        ],
+        [child_id, token, task_id, attempt or "", (note or "")[:2000]],
+    )
+    _refuse(cfg, child_id, task_id, kind, detail, "heartbeat")
+    return Heartbeat(task_id=task_id, lease_until=iso_from_ms(int(detail)) if detail.isdigit() else None)

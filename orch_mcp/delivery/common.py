@@ -11,10 +11,8 @@ from ..redis_client import Redis
 from ..sessions import SessionConfig
 from ..utils import iso_now
 from . import scripts
+from .lua import DEAD_LETTER_CAP
 from .records import DeadLetter, dead_letter_json
-
-#: The dead-letter list keeps the latest this many messages.
-DEAD_LETTER_CAP = 1_000
 
 #: Pass as keyword arguments to a command whose reply may hold foreign bytes: it comes back undecoded.
 RAW: dict[str, Any] = {NEVER_DECODE: True}

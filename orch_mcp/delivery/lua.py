@@ -22,6 +22,8 @@ from ..utils import new_id
 
 #: The status stream keeps about this many entries (XADD MAXLEN ~).
 STATUS_STREAM_MAXLEN = 10_000
+#: The dead-letter list keeps the latest this many messages.
+DEAD_LETTER_CAP = 1_000
 
 # Helpers every script starts with. `redis.replicate_commands()` lets a script write after TIME on
 # Redis 6.2 (it is the default, and a no-op, on 7).
@@ -114,5 +116,7 @@ def context(cfg: SessionConfig) -> str:
             "channel": cfg.monitor_channel or "",
             "session_id": cfg.session_id,
             "message_id": new_id(),
+            "mode": cfg.mode,
+            "deadcap": DEAD_LETTER_CAP,
         }
     )

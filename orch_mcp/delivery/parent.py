@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ..errors import ConflictError, DamagedRecordError, MessageError, NotFoundError
+from ..errors import ConflictError, DamagedRecordError, InvalidIdentifierError, MessageError, NotFoundError
 from ..messages import ReportMessage, ShutdownMessage, TaskMessage, parse_message
 from ..redis_client import MAX_BLOCK_SLICE_S, Redis, sliced_wait
 from ..sessions import SessionConfig, check_child, touch_session
@@ -14,6 +14,11 @@ from . import scripts
 from .common import RAW, bury, check_size
 from .records import TaskRecord, new_record, parse_record
 from .types import OnSlice
+
+#: Deliveries without a report before a task fails (send_task's default).
+DEFAULT_MAX_DELIVERIES = 5
+#: The longest deadline a task can be sent with.
+MAX_DEADLINE_S = 7 * 24 * 3600.0
 
 
 async def send_task(
@@ -25,9 +30,19 @@ async def send_task(
     priority: int = 0,
     *,
     max_bytes: int,
+    deadline_s: float | None = None,
+    max_deliveries: int = DEFAULT_MAX_DELIVERIES,
 ) -> TaskMessage:
-    """Queue a task for child `child_id` and record it (state `queued`), in one step."""
+    """Queue a task for child `child_id` and record it (state `queued`), in one step.
+
+    `deadline_s`: how long one delivery may take (pushed by the child's heartbeat) before the reaper takes
+    the task back; `max_deliveries`: deliveries without a report before the task fails.
+    """
     check_child(cfg, child_id)
+    if deadline_s is not None and not 0 < deadline_s <= MAX_DEADLINE_S:
+        raise InvalidIdentifierError(f"deadline_s must be between 0 and {MAX_DEADLINE_S:g} seconds, got {deadline_s!r}")
+    if isinstance(max_deliveries, bool) or not 1 <= max_deliveries <= 100:
+        raise InvalidIdentifierError(f"max_deliveries must be between 1 and 100, got {max_deliveries!r}")
     context = context or {}
     try:
         context_json = json.dumps(context)
@@ -54,7 +69,13 @@ async def send_task(
             keys.stopped,
             keys.status,
         ],
-        [child_id, task.task_id, raw, task.priority, new_record(task, raw)],
+        [
+            child_id,
+            task.task_id,
+            raw,
+            task.priority,
+            new_record(task, raw, deadline_s=deadline_s, max_deliveries=max_deliveries),
+        ],
     )
     await touch_session(r, cfg)
     return task
@@ -107,7 +128,7 @@ async def cancel_task(r: Redis, cfg: SessionConfig, task_id: str) -> TaskRecord:
     outcome = await scripts.CANCEL(
         r,
         cfg,
-        [keys.records(child_id), keys.task_child, keys.counts, keys.tasks(child_id), keys.status],
+        [keys.records(child_id), keys.task_child, keys.counts, keys.tasks(child_id), keys.status, keys.leases],
         [child_id, task_id],
     )
     if outcome[0] == "finished":
@@ -115,6 +136,49 @@ async def cancel_task(r: Redis, cfg: SessionConfig, task_id: str) -> TaskRecord:
     if outcome[0] != "ok":
         await get_task(r, cfg, task_id)  # raises the matching error (gone, damaged)
     return await get_task(r, cfg, task_id)
+
+
+async def requeue_task(r: Redis, cfg: SessionConfig, task_id: str, child_id: int | None = None) -> TaskRecord:
+    """Deliver a queued, working or failed task anew, at the front of `child_id`'s queue (default: its own child).
+
+    The old delivery is over: its child's late report or heartbeat is refused as stale.
+    """
+    keys = cfg.keys
+    for _ in range(3):  # the record may change between the read and the script: read it again
+        old = await find_child(r, cfg, task_id)
+        new = old if child_id is None else check_child(cfg, child_id)
+        stored = await read_record(r, cfg, old, task_id)
+        record = parse_record(task_id, stored)
+        if record is None or stored is None:
+            break
+        recorded = json.loads(stored)["msg"]
+        moved = TaskMessage.model_validate_json(recorded).model_copy(update={"child_id": new}).to_json()
+        outcome = await scripts.REQUEUE(
+            r,
+            cfg,
+            [
+                keys.records(old),
+                keys.records(new),
+                keys.task_child,
+                keys.counts,
+                keys.tasks(old),
+                keys.inflight(old),
+                keys.tasks(new),
+                keys.inflight(new),
+                keys.leases,
+                keys.stopped,
+                keys.status,
+            ],
+            [task_id, old, new, recorded, moved],
+        )
+        if outcome[0] == "ok":
+            await touch_session(r, cfg)
+            return await get_task(r, cfg, task_id)
+        if outcome[0] == "finished":
+            raise ConflictError(f"task {task_id!r} is already {outcome[1]}: there is nothing to requeue")
+        if outcome[0] == "damaged":
+            break
+    return await get_task(r, cfg, task_id)  # raises what is wrong (gone, damaged)
 
 
 # ---------------------------------------------------------------- reports

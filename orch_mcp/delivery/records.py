@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from datetime import datetime, timezone
 from enum import Enum
 from typing import Any
 
@@ -30,6 +31,14 @@ TASK_STATES: tuple[str, ...] = tuple(s.value for s in TaskState)
 FINISHED: tuple[str, ...] = ("done", "failed", "cancelled")
 
 
+class Attempt(BaseModel):
+    """An earlier delivery of a task that ended without its report: how it ended."""
+
+    attempt: int
+    outcome: str
+    at: str | None = None
+
+
 class TaskRecord(BaseModel):
     """A task's record: its message, its state and, once reported, its result."""
 
@@ -46,11 +55,18 @@ class TaskRecord(BaseModel):
     finished_at: str | None = None
     result: str | None = None
     error: str | None = None
+    deadline_s: float | None = Field(default=None, description="how long one delivery may take before it is taken back")
+    lease_until: str | None = Field(
+        default=None, description="when the current delivery is taken back, unless heartbeat"
+    )
+    max_deliveries: int = Field(default=5, description="deliveries without a report before the task fails")
+    note: str | None = Field(default=None, description="the child's latest heartbeat note")
+    attempts: list[Attempt] = Field(default_factory=list, description="earlier deliveries that ended without a report")
 
 
-def new_record(task: TaskMessage, raw: str) -> str:
+def new_record(task: TaskMessage, raw: str, *, deadline_s: float | None = None, max_deliveries: int = 5) -> str:
     """The record JSON of a task just sent (or adopted from a raw push): state queued."""
-    record = {
+    record: dict[str, object] = {
         "task_id": task.task_id,
         "session_id": task.session_id,
         "child_id": task.child_id,
@@ -58,7 +74,10 @@ def new_record(task: TaskMessage, raw: str) -> str:
         "msg": raw,
         "delivery_count": 0,
         "created_at": task.created_at.isoformat(),
+        "max_deliveries": max_deliveries,
     }
+    if deadline_s is not None:
+        record["deadline_s"] = deadline_s
     return json.dumps(record, ensure_ascii=False)
 
 
@@ -90,6 +109,11 @@ def parse_record(task_id: str, text: str | bytes | None) -> TaskRecord | None:
             finished_at=_text(data.get("finished_at")),
             result=_text(data.get("result")),
             error=_text(data.get("error")),
+            deadline_s=float(data["deadline_s"]) if data.get("deadline_s") is not None else None,
+            lease_until=_iso_ms(data.get("lease_until")),
+            max_deliveries=int(data.get("max_deliveries") or 5),
+            note=_text(data.get("note")),
+            attempts=[Attempt.model_validate(a) for a in data.get("attempts") or []],
         )
     except (KeyError, TypeError, ValueError, MessageError):
         raise damaged from None
@@ -97,6 +121,12 @@ def parse_record(task_id: str, text: str | bytes | None) -> TaskRecord | None:
 
 def _text(value: object) -> str | None:
     return value if isinstance(value, str) else None
+
+
+def _iso_ms(value: object) -> str | None:
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return None
+    return datetime.fromtimestamp(value / 1000, timezone.utc).isoformat()
 
 
 class DeadLetter(BaseModel):

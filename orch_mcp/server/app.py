@@ -9,8 +9,16 @@ from mcp_types import CallToolResult
 
 from .. import __version__
 from .adapter import _tool
-from .chocobo import report, wait_for_task
-from .moogle import _redeliver_cancelled_reports, cancel_task, get_task, send_task, shutdown, wait_for_report
+from .chocobo import _newest_is_the_child, heartbeat, report, wait_for_task
+from .moogle import (
+    _redeliver_cancelled_reports,
+    cancel_task,
+    get_task,
+    requeue_task,
+    send_task,
+    shutdown,
+    wait_for_report,
+)
 from .settings import Role, ServerSettings
 from .state import ServerState, _lifespan
 from .summoner import cleanup_session, get_session, init_session, list_sessions, session_status
@@ -18,8 +26,8 @@ from .texts import instructions
 
 ROLE_TOOLS: dict[Role, tuple[Callable[..., Awaitable[CallToolResult]], ...]] = {
     "summoner": (init_session, get_session, list_sessions, cleanup_session, session_status),
-    "moogle": (send_task, wait_for_report, get_task, cancel_task, shutdown, session_status),
-    "chocobo": (wait_for_task, report),
+    "moogle": (send_task, wait_for_report, get_task, cancel_task, requeue_task, shutdown, session_status),
+    "chocobo": (wait_for_task, heartbeat, report),
 }
 
 
@@ -35,4 +43,6 @@ def create_server(settings: ServerSettings, *, on_close: Callable[[], None] | No
     )
     if settings.role == "moogle":
         server.middleware.append(_redeliver_cancelled_reports)
+    if settings.role == "chocobo":
+        server.middleware.append(_newest_is_the_child)
     return server

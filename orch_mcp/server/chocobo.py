@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
+from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import CallToolResult
 from pydantic import Field
 
 from ..agents import AsyncChild
-from ..delivery import ReportOutcome, Taken
+from ..delivery import Heartbeat, ReportOutcome, Taken
 from ..messages import ShutdownMessage
 from . import texts
 from .adapter import _Progress, _result, _state, tool_adapter
 from .models import TaskInfo, TaskWait, TimeoutArg
 from .settings import DEFAULT_WAIT_S
-from .state import ServerState
+from .state import PRESENCE_WAIT_S, ServerState
 
 
 @tool_adapter
@@ -27,10 +29,13 @@ async def wait_for_task(
     progress = _Progress(ctx, timeout_s, "task")
     child: AsyncChild | None = None
     taken = Taken(None)
+    taking_over = False
     async with state.waiting(timeout_s) as acquired:
         if acquired:
-            child = await state.chocobo()
-            taken = await child.take_next(progress.remaining(), on_slice=progress)
+            child = await _child(ctx, min(progress.remaining(), PRESENCE_WAIT_S))
+            taking_over = child is None
+            if child is not None:
+                taken = await child.take_next(progress.remaining(), on_slice=progress)
     msg = taken.message
     session_id = child.session.session_id if child is not None else state.session_id
     out = TaskWait(
@@ -43,6 +48,8 @@ async def wait_for_task(
     if isinstance(msg, ShutdownMessage):
         out.status, out.reason = "shutdown", msg.reason
         text = texts.shutdown_text(msg.reason)
+    elif taking_over:
+        text = texts.taking_over_text(state.settings.child_id or 0)
     elif msg is None:
         text = texts.timeout_text("task", timeout_s, "wait_for_task")
     else:
@@ -69,6 +76,40 @@ async def report(
     ] = "done",
 ) -> Annotated[CallToolResult, ReportOutcome]:
     """Report the result of a task you received; then call wait_for_task for the next one."""
-    child = await _state(ctx).chocobo()
+    child = await _child(ctx, PRESENCE_WAIT_S)
+    if child is None:
+        raise ToolError(texts.taking_over_text(_state(ctx).settings.child_id or 0, "report"))
     outcome = await child.report(task_id, result, status)
     return _result(outcome, texts.reported_text(task_id, outcome))
+
+
+@tool_adapter
+async def heartbeat(
+    ctx: Context[ServerState],
+    task_id: Annotated[str, Field(description="The task_id of the task you are working on.")],
+    note: Annotated[
+        str | None, Field(description="Optional short progress note for the moogle (what is done, what is left).")
+    ] = None,
+) -> Annotated[CallToolResult, Heartbeat]:
+    """Say you are still working on a task (on long work): renews its deadline and records your note."""
+    child = await _child(ctx, PRESENCE_WAIT_S)
+    if child is None:
+        raise ToolError(texts.taking_over_text(_state(ctx).settings.child_id or 0, "heartbeat"))
+    beat = await child.heartbeat(task_id, note)
+    return _result(beat, texts.heartbeat_text(beat))
+
+
+async def _newest_is_the_child(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
+    """Over streamable HTTP one server may have several MCP connections: the newest to connect is the child."""
+    state = ctx.lifespan_context
+    if ctx.method == "notifications/initialized" and isinstance(state, ServerState):
+        state.connected(ctx.session)
+    return await call_next(ctx)
+
+
+async def _child(ctx: Context[ServerState], wait_s: float) -> AsyncChild | None:
+    """The server's child for this call: only the newest MCP connection acts as the child."""
+    state = _state(ctx)
+    if not state.is_newest(ctx.session):
+        raise ToolError(texts.not_newest_text(state.settings.child_id or 0))
+    return await state.chocobo(wait_s)

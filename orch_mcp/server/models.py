@@ -6,6 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 
+from ..delivery import OfflineChild
 from ..sessions import SessionConfig
 from .settings import MAX_WAIT_S
 
@@ -76,6 +77,9 @@ class ReportWait(BaseModel):
     report: Report | None = None
     session_id: str
     waited_s: float
+    offline: list[OfflineChild] = Field(
+        default_factory=list, description="children gone a while with work in their queue or in flight: requeue_task"
+    )
 
 
 class Shutdown(BaseModel):

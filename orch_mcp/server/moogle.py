@@ -39,10 +39,23 @@ async def send_task(
     priority: Annotated[
         int, Field(description="Above 0 puts the task ahead of the child's waiting tasks; 0 (default) at the back.")
     ] = 0,
+    deadline_s: Annotated[
+        float | None,
+        Field(
+            gt=0,
+            description="Optional: seconds one delivery may take; past it (unless the child calls heartbeat) the "
+            "task is taken back and given again.",
+        ),
+    ] = None,
+    max_deliveries: Annotated[
+        int, Field(ge=1, le=100, description="Deliveries without a report before the task fails (default 5).")
+    ] = delivery.DEFAULT_MAX_DELIVERIES,
 ) -> Annotated[CallToolResult, SentTask]:
     """Queue a task for one chocobo child; its report comes back through wait_for_report."""
     parent = await _state(ctx).moogle()
-    task = await parent.send_task(child_id, prompt, context, priority)
+    task = await parent.send_task(
+        child_id, prompt, context, priority, deadline_s=deadline_s, max_deliveries=max_deliveries
+    )
     sent = SentTask(
         task_id=task.task_id,
         child_id=task.child_id,
@@ -68,9 +81,10 @@ async def wait_for_report(
             report = await parent.wait_for_report(progress.remaining(), on_slice=progress)
             state.delivered(ctx.request_id, parent.unacknowledged if report is not None else None)
     session_id = parent.session.session_id if parent is not None else state.session_id
+    offline = await parent.offline() if parent is not None else []
     if report is None:
-        out = ReportWait(status="timeout", session_id=session_id, waited_s=progress.waited())
-        return _result(out, texts.timeout_text("report", timeout_s, "wait_for_report"))
+        out = ReportWait(status="timeout", session_id=session_id, waited_s=progress.waited(), offline=offline)
+        return _result(out, texts.offline_note(offline) + texts.timeout_text("report", timeout_s, "wait_for_report"))
     found = Report(
         task_id=report.task_id,
         child_id=report.child_id,
@@ -79,16 +93,30 @@ async def wait_for_report(
         error=report.error,
         created_at=report.created_at.isoformat(),
     )
-    out = ReportWait(status="report", report=found, session_id=session_id, waited_s=progress.waited())
-    return _result(out, texts.report_text(report))
+    out = ReportWait(status="report", report=found, session_id=session_id, waited_s=progress.waited(), offline=offline)
+    return _result(out, texts.offline_note(offline) + texts.report_text(report))
 
 
 @tool_adapter
 async def get_task(ctx: Context[ServerState], task_id: TaskIdArg) -> Annotated[CallToolResult, TaskRecord]:
     """Read a task's record: its state (queued, working, done, failed, cancelled) and, once reported, its result."""
-    parent = await _state(ctx).moogle()
-    rec = await parent.get_task(task_id)
+    state = _state(ctx)
+    rec = await delivery.get_task(state.redis, await state.current(), task_id)
     return _result(rec, texts.record_text(rec))
+
+
+@tool_adapter
+async def requeue_task(
+    ctx: Context[ServerState],
+    task_id: TaskIdArg,
+    child_id: Annotated[
+        int | None, Field(ge=1, description="The child to give it to; omit to give it again to its own child.")
+    ] = None,
+) -> Annotated[CallToolResult, TaskRecord]:
+    """Give a queued, working or failed task anew to a child (e.g. one whose child went offline)."""
+    parent = await _state(ctx).moogle()
+    rec = await parent.requeue(task_id, child_id)
+    return _result(rec, texts.requeued_text(rec))
 
 
 @tool_adapter

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -14,13 +15,19 @@ import anyio
 import anyio.abc
 from mcp.server.mcpserver import MCPServer
 
+from .. import delivery
 from ..agents import AsyncChild, AsyncParent
-from ..errors import ConfigError, InvalidIdentifierError, NotFoundError, SessionGoneError
+from ..delivery import HeldError
+from ..delivery.child import fenced_error
+from ..errors import ConfigError, ConflictError, InvalidIdentifierError, NotFoundError, SessionGoneError
 from ..redis_client import Redis, block_slice, create_client
 from ..sessions import SessionConfig, resolve_session
 from .settings import ServerSettings
 
 log = logging.getLogger(__name__)
+
+#: How long a first call waits for the claim of a server that died to lapse (its TTL, and a little).
+PRESENCE_WAIT_S = delivery.PRESENCE_TTL_S + 1
 
 #: How many recent wait_for_report calls a late cancel can still bring a report back for.
 DELIVERIES_REMEMBERED = 16
@@ -43,6 +50,7 @@ class ServerState:
     _delivered: OrderedDict[str, bytes] = field(default_factory=OrderedDict)
     #: Request ids the client cancelled before their wait_for_report had noted what it returned.
     _cancelled_early: OrderedDict[str, None] = field(default_factory=OrderedDict)
+    _newest: weakref.ref[object] | None = None
     _confirmed: float = float("-inf")
     _resolve_lock: anyio.Lock = field(default_factory=anyio.Lock)
     _wait_lock: anyio.Lock = field(default_factory=anyio.Lock)
@@ -112,8 +120,8 @@ class ServerState:
             log.info("session %s is gone; now serving session %s", self.session.session_id, cfg.session_id)
         self.session = cfg
         limit = self.settings.orch.max_message_bytes
+        await self._drop_child()  # the claim on the old session's child or parent
         if self.settings.role == "chocobo":
-            await self._drop_child()
             assert self.settings.child_id is not None
             self.child = AsyncChild(
                 self.redis, cfg, self.settings.child_id, max_message_bytes=limit, slice_s=self.slice_s
@@ -122,46 +130,94 @@ class ServerState:
             self.parent = AsyncParent(self.redis, cfg, max_message_bytes=limit, slice_s=self.slice_s)
             self._delivered.clear()
 
-    async def moogle(self) -> AsyncParent:
-        """The parent of the server's session."""
-        await self.current()
-        assert self.parent is not None
-        return self.parent
+    async def moogle(self, wait_s: float = PRESENCE_WAIT_S) -> AsyncParent:
+        """The parent of the server's session, holding the session's one parent claim.
 
-    async def chocobo(self) -> AsyncChild:
-        """This server's child of the session, its presence claimed (and then kept fresh in the background)."""
+        The first call waits up to `wait_s` for the claim of a moogle that died to lapse; a live one refuses.
+        """
+        cfg = await self.current()
+        parent = self.parent
+        assert parent is not None
+        if not parent.claimed:
+            try:
+                claimed = await parent.claim(wait_s)
+            except HeldError:
+                claimed = False
+            if not claimed:
+                raise ConflictError(
+                    f"session {cfg.session_id!r} already has a live moogle (another orch-mcp moogle server holds "
+                    "it): a session has one parent. Stop this agent, or have the summoner create a new session for it "
+                    "with init_session"
+                )
+            self._start_renewing(parent)
+        return parent
+
+    async def chocobo(self, wait_s: float = PRESENCE_WAIT_S) -> AsyncChild | None:
+        """This server's child of the session, its presence claimed (then kept fresh in the background).
+
+        A restarted server takes over its own lapsed claim, waiting up to `wait_s` for it (None: still
+        waiting, call again); a live rival holding the child, or a takeover of this server, is an error.
+        """
         cfg = await self.current()
         child = self.child
         assert child is not None
         if not child.claimed:
             try:
-                await child.claim()
+                claimed = await child.claim(0 if child.fenced else wait_s)
             except InvalidIdentifierError:
                 raise ConfigError(
-                    f"this server is child {child.child_id} (--child-id) but session {cfg.session_id!r} has children "
-                    f"1..{cfg.max_children}: restart it with a --child-id in that range, or have the summoner create "
-                    f"a session with max_children >= {child.child_id}"
+                    f"this server is child {child.child_id} but session {cfg.session_id!r} has children "
+                    f"1..{cfg.max_children}: this agent cannot work in it; tell the user to start it as one of those "
+                    f"children, or have the summoner create a session with max_children >= {child.child_id}"
                 ) from None
-            self._presence = anyio.CancelScope()
-            self.background.start_soon(self._keep_presence, child, self._presence)
+            except HeldError:
+                raise ConflictError(
+                    f"child {child.child_id} of session {cfg.session_id!r} is served by another live orch-mcp server: "
+                    "two agents cannot be one child. Stop this agent (its tasks are with the other one)"
+                ) from None
+            if child.fenced and not claimed:
+                raise fenced_error(cfg, child.child_id)
+            if not claimed:
+                return None
+            child.fenced = False
+            self._start_renewing(child)
         return child
 
+    def _start_renewing(self, agent: AsyncChild | AsyncParent) -> None:
+        if self._presence is not None:
+            self._presence.cancel()
+        self._presence = anyio.CancelScope()
+        self.background.start_soon(self._keep_presence, agent, self._presence)
+
     @staticmethod
-    async def _keep_presence(child: AsyncChild, scope: anyio.CancelScope) -> None:
+    async def _keep_presence(agent: AsyncChild | AsyncParent, scope: anyio.CancelScope) -> None:
         with scope:
-            await child.keep_presence()
+            await agent.keep_presence()
+            if isinstance(agent, AsyncChild) and not agent.claimed:
+                agent.fenced = True
 
     async def _drop_child(self) -> None:
+        """Stop renewing and give up this server's claim (child or parent), bounded: Redis may be gone."""
         if self._presence is not None:
             self._presence.cancel()
             self._presence = None
-        child, self.child = self.child, None
-        if child is not None and child.claimed:
+        agent: AsyncChild | AsyncParent | None = self.child or self.parent
+        self.child = None
+        if agent is not None and agent.claimed:
             with anyio.move_on_after(2):
                 try:
-                    await child.release()
+                    await agent.release()
                 except Exception as exc:  # giving up a claim must not fail: it lapses by itself
-                    log.debug("could not release the presence of child %s: %s", child.child_id, exc)
+                    log.debug("could not release a presence claim: %s", exc)
+
+    def is_newest(self, session: object) -> bool:
+        """Whether `session` (an MCP connection) is the newest to have connected: only it may act as the child."""
+        newest = self._newest() if self._newest is not None else None
+        return newest is None or newest is session
+
+    def connected(self, session: object) -> None:
+        """An MCP connection finished its handshake: it is now the newest."""
+        self._newest = weakref.ref(session)
 
     def delivered(self, request_id: str | int | None, raw: bytes | None) -> None:
         """Note which wait_for_report call returned which report (its exact bytes).

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from ..delivery import ReportOutcome, SessionStatus, TaskRecord
+from ..delivery import Heartbeat, OfflineChild, ReportOutcome, SessionStatus, TaskRecord
 from ..messages import ReportMessage, TaskMessage
 from ..sessions import CleanupResult, SessionConfig
 from .settings import ServerSettings
@@ -166,6 +166,50 @@ def shutdown_text(reason: str | None) -> str:
     if reason:
         text += f" Reason: {reason}"
     return text
+
+
+def taking_over_text(child_id: int, tool: str = "wait_for_task") -> str:
+    """A restarted server still waiting for its previous run's claim on the child to lapse."""
+    return (
+        f"Still taking over child {child_id} from the server that ran it before (its claim lapses within a few "
+        f"seconds; the task it held comes back to you first). Call {tool} again."
+    )
+
+
+def not_newest_text(child_id: int) -> str:
+    """An older MCP connection of a chocobo server that has a newer one."""
+    return (
+        f"This connection no longer acts as child {child_id}: a newer client connected to this chocobo server, and "
+        "only the newest one takes and reports tasks. Stop here."
+    )
+
+
+def heartbeat_text(beat: Heartbeat) -> str:
+    """heartbeat's answer."""
+    until = f" Its deadline is now {beat.lease_until}." if beat.lease_until else ""
+    return f"Noted: you are still on task {beat.task_id}.{until} Call report when it is done."
+
+
+def offline_note(offline: list[OfflineChild]) -> str:
+    """Lines before a wait answer about children gone a while with work waiting for them ('' if none)."""
+    lines = []
+    for c in offline:
+        gone = f"for {c.offline_s:.0f} s" if c.offline_s is not None else "since the session began"
+        lines.append(
+            f"Child {c.child_id} has been offline {gone} with {c.queued} task(s) queued and {c.in_flight} in flight: "
+            f"give them to a live child with requeue_task(task_id, child_id) (find them with get_task or "
+            "session_status), or wait if it is restarting.\n"
+        )
+    return "".join(lines)
+
+
+def requeued_text(rec: TaskRecord) -> str:
+    """requeue_task's answer."""
+    return (
+        f"Task {rec.task_id} is queued again, at the front of child {rec.child_id}'s queue (delivery "
+        f"{rec.delivery_count + 1} is next); a late report from its earlier delivery will be refused. Call "
+        "wait_for_report for its result."
+    )
 
 
 def cancelled_note(cancelled: list[str]) -> str:
