@@ -120,3 +120,107 @@ def context(cfg: SessionConfig) -> str:
             "deadcap": DEAD_LETTER_CAP,
         }
     )
+
+
+# Helpers of the child's scripts and the reaper. K: records, task_child, counts, last_seen, stream, inflight,
+# leases, reports (where this child's reports go), doorbell, dead.
+TASK_FNS = """
+local function fenced(presence, token)
+  return token ~= '' and redis.call('GET', presence) ~= token
+end
+
+local function note_attempt(rec, outcome)
+  if type(rec.attempts) ~= 'table' then rec.attempts = {} end
+  table.insert(rec.attempts, {attempt = tonumber(rec.delivery_count) or 0, outcome = outcome, at = NOW_ISO})
+end
+
+-- Give up on a task (past max_deliveries): failed, in the dead letters, and a failed report for the parent.
+local function fail(K, n, tid, rec, reason)
+  count(K.counts, rec.state, -1)
+  count(K.counts, 'failed', 1)
+  count(K.counts, 'finished:' .. n, 1)
+  redis.call('LREM', K.inflight, 1, rec.msg)
+  note_attempt(rec, reason)
+  rec.state = 'failed'
+  rec.error = reason
+  rec.finished_at = NOW_ISO
+  rec.lease_until = nil
+  put_record(K.records, tid, rec)
+  redis.call('ZREM', K.leases, tid)
+  redis.call('RPUSH', K.reports, cjson.encode({type = 'report', message_id = ctx.message_id,
+    session_id = ctx.session_id, created_at = NOW_ISO, task_id = tid, child_id = tonumber(n), status = 'failed',
+    result = '', error = reason}))
+  if ctx.mode == 'normal' then
+    redis.call('RPUSH', K.doorbell, n)
+    touch(K.doorbell)
+  end
+  redis.call('RPUSH', K.dead, cjson.encode({queue = K.inflight, reason = reason, raw = rec.msg, at = NOW_ISO}))
+  redis.call('LTRIM', K.dead, -ctx.deadcap, -1)
+  touch(K.records, K.counts, K.reports, K.dead)
+  event(K.stream, 'failed', n, tid, reason)
+  return {'failed', tid}
+end
+
+-- Claim the task `raw` (already in the child's in-flight list) for child n. `adopt` is the record JSON for a
+-- raw-pushed task that has none (decision 6), or nil. Answers {'ok', attempt}, {'cancelled', tid},
+-- {'failed', tid}, {'check'} (nothing known: let the caller look) or {'refuse', why, detail} (nothing changed).
+local function claim(K, n, raw, tid, adopt)
+  local owner = redis.call('HGET', K.task_child, tid)
+  if owner and owner ~= n then return {'refuse', 'other_child', owner} end
+  local rec = get_record(K.records, tid)
+  if rec == false or (rec == nil and owner) then return {'refuse', 'damaged', ''} end
+  if rec == nil then
+    if not adopt then return {'check'} end
+    rec = cjson.decode(adopt)
+    if rec.msg ~= raw then return {'refuse', 'mismatch', ''} end
+    redis.call('HSET', K.task_child, tid, n)
+    count(K.counts, 'queued', 1)
+  end
+  if rec.msg ~= raw then return {'refuse', 'mismatch', rec.state} end
+  if rec.state == 'cancelled' then
+    redis.call('LREM', K.inflight, 1, raw)
+    return {'cancelled', tid}
+  end
+  if rec.state ~= 'queued' and rec.state ~= 'working' then return {'refuse', 'finished', rec.state} end
+  local limit = tonumber(rec.max_deliveries) or 5
+  local takes = (tonumber(rec.delivery_count) or 0) - (tonumber(rec.limit_base) or 0)
+  if takes >= limit then
+    return fail(K, n, tid, rec, 'given to a child ' .. takes .. ' times without a report (max_deliveries ' .. limit
+      .. ')')
+  end
+  if rec.state == 'queued' then
+    count(K.counts, 'queued', -1)
+    count(K.counts, 'working', 1)
+  end
+  rec.state = 'working'
+  rec.started_at = NOW_ISO
+  rec.delivery_count = (tonumber(rec.delivery_count) or 0) + 1
+  if tonumber(rec.deadline_s) then
+    rec.lease_until = NOW + math.floor(tonumber(rec.deadline_s) * 1000)
+    redis.call('ZADD', K.leases, rec.lease_until, tid)
+    touch(K.leases)
+  end
+  put_record(K.records, tid, rec)
+  redis.call('HSET', K.last_seen, n, NOW)
+  touch(K.records, K.task_child, K.counts, K.last_seen, K.inflight)
+  local detail = nil
+  if rec.delivery_count > 1 then detail = 'delivery ' .. rec.delivery_count end
+  event(K.stream, 'working', n, tid, detail)
+  return {'ok', tostring(rec.delivery_count)}
+end
+
+-- A working task goes back to the front of its child's queue (its child went away, or its deadline passed).
+local function take_back(K, n, tid, rec, tasks, why)
+  redis.call('LREM', K.inflight, 1, rec.msg)
+  redis.call('LPUSH', tasks, rec.msg)
+  note_attempt(rec, why)
+  rec.state = 'queued'
+  rec.lease_until = nil
+  put_record(K.records, tid, rec)
+  count(K.counts, 'working', -1)
+  count(K.counts, 'queued', 1)
+  redis.call('ZREM', K.leases, tid)
+  touch(tasks, K.records)
+  event(K.stream, 'requeued', n, tid, why)
+end
+"""

@@ -10,7 +10,7 @@ from ..messages import ReportMessage, ShutdownMessage, TaskMessage, parse_messag
 from ..redis_client import MAX_BLOCK_SLICE_S, Redis, sliced_wait
 from ..sessions import SessionConfig, check_child, touch_session
 from ..utils import validate_identifier
-from . import scripts
+from . import scripts, scripts_recovery
 from .common import RAW, bury, check_size
 from .records import TaskRecord, new_record, parse_record
 from .types import OnSlice
@@ -153,7 +153,7 @@ async def requeue_task(r: Redis, cfg: SessionConfig, task_id: str, child_id: int
             break
         recorded = json.loads(stored)["msg"]
         moved = TaskMessage.model_validate_json(recorded).model_copy(update={"child_id": new}).to_json()
-        outcome = await scripts.REQUEUE(
+        outcome = await scripts_recovery.REQUEUE(
             r,
             cfg,
             [
@@ -241,7 +241,7 @@ async def _in_flight(r: Redis, cfg: SessionConfig, ack: bytes | None) -> list[by
 
 async def restore_report(r: Redis, cfg: SessionConfig, raw: bytes) -> None:
     """Deliver again a report whose wait was cancelled after the report had been acknowledged."""
-    await scripts.RESTORE_REPORT(r, cfg, [cfg.keys.reports_inflight], [raw])
+    await scripts_recovery.RESTORE_REPORT(r, cfg, [cfg.keys.reports_inflight], [raw])
 
 
 async def _move_report(r: Redis, cfg: SessionConfig, block: float | None, sweep: bool) -> bytes | None:

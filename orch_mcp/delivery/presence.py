@@ -19,7 +19,7 @@ import anyio
 from ..errors import ConflictError
 from ..redis_client import Redis
 from ..sessions import SessionConfig, check_child
-from . import scripts
+from . import scripts_recovery
 
 #: A presence claim lapses this long after its holder stops renewing it.
 PRESENCE_TTL_S = 6.0
@@ -64,7 +64,7 @@ async def _claim(
     deadline = time.monotonic() + max(wait_s, 0.0)
     last_pttl: int | None = None
     while True:
-        reply = await scripts.PRESENCE(r, cfg, [key, cfg.keys.last_seen], [who, token, int(ttl_s * 1000)])
+        reply = await scripts_recovery.PRESENCE(r, cfg, [key, cfg.keys.last_seen], [who, token, int(ttl_s * 1000)])
         if reply[0] != "held":
             return True
         pttl = int(reply[1])

@@ -12,7 +12,7 @@ from pydantic import BaseModel
 from ..redis_client import Redis
 from ..sessions import SessionConfig
 from ..utils import unix_ms
-from . import scripts
+from . import scripts_recovery
 from .lua import Transition
 from .presence import PRESENCE_TTL_S
 
@@ -48,7 +48,7 @@ async def reap(r: Redis, cfg: SessionConfig, token: str) -> int:
     grace = int(ABSENT_AFTER_S * 1000)
     for n, present, in_flight in zip(cfg.child_ids, per_child[::2], per_child[1::2], strict=True):
         if not present and in_flight:
-            outcome = await scripts.REAP_ABSENT(
+            outcome = await scripts_recovery.REAP_ABSENT(
                 r,
                 cfg,
                 [
@@ -72,7 +72,7 @@ async def reap(r: Redis, cfg: SessionConfig, token: str) -> int:
                 await r.zrem(keys.leases, task_id)
                 continue
             n = int(owner)
-            outcome = await scripts.REAP_DEADLINE(
+            outcome = await scripts_recovery.REAP_DEADLINE(
                 r,
                 cfg,
                 [keys.inflight(n), keys.tasks(n), keys.records(n), keys.counts, keys.leases, keys.status],
