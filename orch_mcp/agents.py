@@ -107,7 +107,13 @@ class AsyncParent:
                 await on_slice()
 
         found = await delivery.take_report(
-            self.r, self.session, timeout, ack=ack, slice_s=self.slice_s, on_slice=each_slice
+            self.r,
+            self.session,
+            timeout,
+            ack=ack,
+            slice_s=self.slice_s,
+            on_slice=each_slice,
+            max_bytes=self.max_message_bytes,
         )
         if found is None:
             return None
@@ -230,7 +236,14 @@ class AsyncChild:
         """Like take, and also which of this child's tasks the parent cancelled meanwhile."""
         taken = await self._fenced(
             lambda: delivery.take(
-                self.r, self.session, self.child_id, timeout, slice_s=self.slice_s, on_slice=on_slice, token=self._token
+                self.r,
+                self.session,
+                self.child_id,
+                timeout,
+                slice_s=self.slice_s,
+                on_slice=on_slice,
+                token=self._token,
+                max_bytes=self.max_message_bytes,
             )
         )
         if isinstance(taken.message, TaskMessage):

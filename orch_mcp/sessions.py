@@ -20,6 +20,8 @@ from .utils import iso_now, new_id, short_hostname, unix_ms, validate_child_id, 
 Mode = Literal["summoner", "normal"]
 MODES: tuple[Mode, ...] = ("summoner", "normal")
 MAX_CHILDREN_LIMIT = 64
+#: The longest a session may live without activity.
+MAX_TTL_S = 30 * 24 * 3600
 
 # A session's keys get their TTL renewed at most this often per process (and always by the writes themselves).
 TOUCH_INTERVAL_S = 5.0
@@ -118,8 +120,8 @@ def _validate_shape(mode: str, max_children: int, ttl_s: int) -> None:
         or not 1 <= max_children <= MAX_CHILDREN_LIMIT
     ):
         raise InvalidIdentifierError(f"max_children must be between 1 and {MAX_CHILDREN_LIMIT}, got {max_children!r}")
-    if isinstance(ttl_s, bool) or not isinstance(ttl_s, int) or ttl_s < 1:
-        raise InvalidIdentifierError(f"ttl_s must be a positive number of seconds, got {ttl_s!r}")
+    if isinstance(ttl_s, bool) or not isinstance(ttl_s, int) or not 1 <= ttl_s <= MAX_TTL_S:
+        raise InvalidIdentifierError(f"ttl_s must be between 1 and {MAX_TTL_S} seconds (30 days), got {ttl_s!r}")
 
 
 async def init_session(
@@ -234,7 +236,7 @@ def _own(cfg: SessionConfig, namespace: str, ref: str) -> SessionConfig:
 async def current_session(r: Redis, *, namespace: str) -> SessionConfig:
     """The session the latest init_session in `namespace` created; NoSessionError if there is none (alive)."""
     sid = await r.get(NamespaceKeys(validate_identifier(namespace, "namespace")).current)
-    hint = "have the summoner call init_session first (or pass --session-id)"
+    hint = "have the summoner call init_session first"
     if sid is None:
         raise NoSessionError(f"no session exists yet in namespace {namespace!r}: {hint}")
     try:

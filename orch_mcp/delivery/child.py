@@ -7,12 +7,13 @@ heartbeat names the `attempt` (delivery number) it is about, so a late one is re
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Literal
 
 from pydantic import BaseModel
 
-from ..errors import ConflictError, DamagedRecordError, MessageError, NotFoundError
+from ..errors import ConflictError, DamagedRecordError, LimitError, MessageError, NotFoundError
 from ..messages import ReportMessage, ReportStatus, ShutdownMessage, TaskMessage, parse_message
 from ..redis_client import MAX_BLOCK_SLICE_S, Redis, sliced_wait
 from ..sessions import SessionConfig, check_child, touch_child
@@ -22,6 +23,9 @@ from .common import RAW, bury, check_size, read_list
 from .records import new_record
 from .status import iso_from_ms
 from .types import OnSlice
+
+#: A wait shorter than this looks once without a blocking command.
+MIN_BLOCK_S = 0.05
 
 
 class FencedError(ConflictError):
@@ -65,6 +69,7 @@ async def take(
     slice_s: float = MAX_BLOCK_SLICE_S,
     on_slice: OnSlice | None = None,
     token: str = "",
+    max_bytes: int | None = None,
 ) -> Taken:
     """Wait up to `timeout` s for child `child_id`'s next task or shutdown.
 
@@ -95,7 +100,7 @@ async def take(
                 continue
             elif reply[0] == "empty":
                 return None
-            found, settled = await _settle_inflight(r, cfg, child_id, taken, token)
+            found, settled = await _settle_inflight(r, cfg, child_id, taken, token, max_bytes)
             if found is not None:
                 return found
             if not settled:
@@ -106,8 +111,8 @@ async def take(
             await on_slice()
         await touch_child(r, cfg, child_id)
         found = await step()
-        if found is not None:
-            return found
+        if found is not None or seconds < MIN_BLOCK_S:
+            return found  # a wait of (nearly) 0 s looks once: a blocking command would take Redis's ~0.1 s tick
         moved = await r.execute_command(
             "BLMOVE", keys.tasks(child_id), keys.inflight(child_id), "LEFT", "RIGHT", seconds, **RAW
         )
@@ -144,7 +149,7 @@ def fenced_error(cfg: SessionConfig, child_id: int) -> FencedError:
 
 
 async def _settle_inflight(
-    r: Redis, cfg: SessionConfig, child_id: int, taken: Taken, token: str
+    r: Redis, cfg: SessionConfig, child_id: int, taken: Taken, token: str, max_bytes: int | None
 ) -> tuple[TaskMessage | ShutdownMessage | None, int]:
     """Read the in-flight list and settle each message in order: the first task or shutdown for this child is returned
     (claimed); what does not belong goes to the dead letters. Returns (found, how many were settled)."""
@@ -155,7 +160,10 @@ async def _settle_inflight(
         try:
             msg = parse_message(raw)
             _check_route(cfg, child_id, msg)
-        except MessageError as exc:
+            if isinstance(msg, TaskMessage) and max_bytes is not None:
+                size = len(msg.prompt.encode()) + len(json.dumps(msg.context).encode())
+                check_size(f"task {msg.task_id} (prompt + context)", size, max_bytes, "it was not sent by send_task")
+        except (MessageError, LimitError) as exc:
             await bury(r, cfg, inflight, raw, str(exc))
             settled += 1
             continue

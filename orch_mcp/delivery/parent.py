@@ -5,12 +5,20 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ..errors import ConflictError, DamagedRecordError, InvalidIdentifierError, MessageError, NotFoundError
+from ..errors import (
+    ConflictError,
+    DamagedRecordError,
+    InvalidIdentifierError,
+    LimitError,
+    MessageError,
+    NotFoundError,
+)
 from ..messages import ReportMessage, ShutdownMessage, TaskMessage, parse_message
 from ..redis_client import MAX_BLOCK_SLICE_S, Redis, sliced_wait
 from ..sessions import SessionConfig, check_child, touch_session
 from ..utils import validate_identifier
 from . import scripts, scripts_recovery
+from .child import MIN_BLOCK_S
 from .common import RAW, bury, check_size
 from .records import TaskRecord, new_record, parse_record
 from .types import OnSlice
@@ -192,6 +200,7 @@ async def take_report(
     ack: bytes | None = None,
     slice_s: float = MAX_BLOCK_SLICE_S,
     on_slice: OnSlice | None = None,
+    max_bytes: int | None = None,
 ) -> tuple[ReportMessage, bytes] | None:
     """Wait up to `timeout` s for the next report; returns it with its exact bytes (pass them as `ack` next time).
 
@@ -211,13 +220,13 @@ async def take_report(
         pending = await _in_flight(r, cfg, unacked)
         unacked = None
         for raw in pending:
-            found = await _accept_report(r, cfg, raw)
+            found = await _accept_report(r, cfg, raw, max_bytes)
             if found is not None:
                 return found
-        for block in (None, seconds):
+        for block in (None, seconds) if seconds >= MIN_BLOCK_S else (None,):
             while (moved := await _move_report(r, cfg, block, sweep)) is not None:
                 sweep, block = False, None
-                found = await _accept_report(r, cfg, moved)
+                found = await _accept_report(r, cfg, moved, max_bytes)
                 if found is not None:
                     return found
         return None
@@ -304,7 +313,9 @@ def _doorbell_child(cfg: SessionConfig, raw: bytes) -> int | None:
     return int(text) if text.isdigit() and 1 <= int(text) <= cfg.max_children else None
 
 
-async def _accept_report(r: Redis, cfg: SessionConfig, raw: bytes) -> tuple[ReportMessage, bytes] | None:
+async def _accept_report(
+    r: Redis, cfg: SessionConfig, raw: bytes, max_bytes: int | None
+) -> tuple[ReportMessage, bytes] | None:
     """The report `raw` if it is a valid report of this session on a reported task; else it goes to the dead letters."""
     try:
         msg = parse_message(raw)
@@ -313,6 +324,9 @@ async def _accept_report(r: Redis, cfg: SessionConfig, raw: bytes) -> tuple[Repo
         if msg.session_id != cfg.session_id:
             raise MessageError(f"report for task {msg.task_id} belongs to session {msg.session_id!r}")
         validate_identifier(msg.task_id, "task id")
+        if max_bytes is not None:
+            size = len(msg.result.encode()) + len((msg.error or "").encode())
+            check_size(f"the report on task {msg.task_id}", size, max_bytes, "it was not sent by report")
         if msg.child_id > cfg.max_children:
             raise MessageError(f"report from child {msg.child_id}, but this session has children 1..{cfg.max_children}")
         record = parse_record(msg.task_id, await read_record(r, cfg, msg.child_id, msg.task_id))
@@ -320,7 +334,13 @@ async def _accept_report(r: Redis, cfg: SessionConfig, raw: bytes) -> tuple[Repo
             raise MessageError(f"report for task {msg.task_id}, which child {msg.child_id} never had")
         if record.state not in ("done", "failed"):
             raise MessageError(f"report for task {msg.task_id}, which is {record.state.value}, not reported")
-    except (MessageError, ValueError, DamagedRecordError) as exc:
+        if (record.state.value, record.result or "", record.error or None) != (
+            msg.status,
+            msg.result,
+            msg.error or None,
+        ):
+            raise MessageError(f"report for task {msg.task_id} differs from the result recorded for it")
+    except (MessageError, ValueError, DamagedRecordError, LimitError) as exc:
         await bury(r, cfg, cfg.keys.reports_inflight, raw, str(exc))
         return None
     return msg, raw

@@ -11,7 +11,7 @@ from pydantic import Field
 from .. import delivery, sessions
 from ..delivery import SessionStatus
 from ..keys import NamespaceKeys
-from ..sessions import MAX_CHILDREN_LIMIT, resolve_session
+from ..sessions import MAX_CHILDREN_LIMIT, MAX_TTL_S, resolve_session
 from . import texts
 from .adapter import _result, _state, tool_adapter
 from .models import Cleanup, OptionalSessionIdArg, SessionIdArg, SessionInfo, SessionList
@@ -41,6 +41,7 @@ async def init_session(
         int | None,
         Field(
             ge=1,
+            le=MAX_TTL_S,
             description="Seconds an idle session's keys live (renewed while it is in use); "
             "omit for the server's default (REDIS_TTL, 3600).",
         ),
