@@ -6,8 +6,9 @@ import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, ParamSpec
+from typing import Any, ParamSpec, TypeVar
 
+import anyio
 import redis.exceptions as rexc
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
@@ -23,6 +24,10 @@ from .state import ServerState
 log = logging.getLogger(__name__)
 
 P = ParamSpec("P")
+T = TypeVar("T")
+
+#: While Redis is unreachable, a wait tries again this often (decision 9).
+REDIS_RETRY_S = 0.5
 
 
 def _state(ctx: Context[ServerState]) -> ServerState:
@@ -75,6 +80,19 @@ class _Progress:
 
     def waited(self) -> float:
         return round(time.monotonic() - self.start, 3)
+
+    async def while_redis_is_down(self, wait: Callable[[], Awaitable[T]]) -> T:
+        """Run `wait`; while Redis cannot be reached, try again until timeout_s is over, then raise that error once."""
+        while True:
+            try:
+                return await wait()
+            except (rexc.ConnectionError, rexc.TimeoutError, OSError) as exc:
+                left = self.timeout_s - (time.monotonic() - self.start)
+                if left <= REDIS_RETRY_S:
+                    raise
+                log.info("Redis is unreachable (%s); the %s wait tries again", exc, self.what)
+                await self()  # a progress notification, so the client sees the wait is alive
+                await anyio.sleep(REDIS_RETRY_S)
 
     async def __call__(self) -> None:
         elapsed = self.elapsed

@@ -32,10 +32,15 @@ async def wait_for_task(
     taking_over = False
     async with state.waiting(timeout_s) as acquired:
         if acquired:
-            child = await _child(ctx, min(progress.remaining(), PRESENCE_WAIT_S))
+
+            async def wait() -> tuple[AsyncChild | None, Taken]:
+                child = await _child(ctx, min(progress.remaining(), PRESENCE_WAIT_S))
+                if child is None:
+                    return None, Taken(None)
+                return child, await child.take_next(progress.remaining(), on_slice=progress)
+
+            child, taken = await progress.while_redis_is_down(wait)
             taking_over = child is None
-            if child is not None:
-                taken = await child.take_next(progress.remaining(), on_slice=progress)
     msg = taken.message
     session_id = child.session.session_id if child is not None else state.session_id
     out = TaskWait(

@@ -13,6 +13,7 @@ from pydantic import Field
 from .. import delivery
 from ..agents import AsyncParent
 from ..delivery import TaskRecord
+from ..messages import ReportMessage
 from . import texts
 from .adapter import _Progress, _result, _state, tool_adapter
 from .models import Report, ReportWait, SentTask, Shutdown, TaskIdArg, TimeoutArg
@@ -77,9 +78,14 @@ async def wait_for_report(
     report = None
     async with state.waiting(timeout_s) as acquired:  # one wait at a time: the unacknowledged report is ours
         if acquired:
-            parent = await state.moogle()
-            report = await parent.wait_for_report(progress.remaining(), on_slice=progress)
-            state.delivered(ctx.request_id, parent.unacknowledged if report is not None else None)
+
+            async def wait() -> tuple[AsyncParent, ReportMessage | None]:
+                parent = await state.moogle()
+                return parent, await parent.wait_for_report(progress.remaining(), on_slice=progress)
+
+            waited, report = await progress.while_redis_is_down(wait)
+            state.delivered(ctx.request_id, waited.unacknowledged if report is not None else None)
+            parent = waited
     session_id = parent.session.session_id if parent is not None else state.session_id
     offline = await parent.offline() if parent is not None else []
     if report is None:
