@@ -71,7 +71,7 @@ class AsyncParent:
     async def release(self) -> None:
         """Give up the parent claim."""
         if self.claimed:
-            await delivery.release(self.r, self.session.keys.parent_presence, self.token)
+            await delivery.release(self.r, self.session, self.session.keys.parent_presence, self.token)
             self.claimed = False
 
     async def send_task(

@@ -78,7 +78,7 @@ async def claim_presence(
 
 async def release_presence(r: Redis, cfg: SessionConfig, child_id: int, token: str) -> None:
     """Give up the claim on child `child_id`, if it is still ours."""
-    await release(r, cfg.keys.presence(child_id), token)
+    await release(r, cfg, cfg.keys.presence(child_id), token)
 
 
 __all__ = [

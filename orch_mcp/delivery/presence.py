@@ -9,6 +9,7 @@ newcomer takes over. The take, heartbeat and report scripts check the child's to
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import socket
@@ -16,7 +17,7 @@ import time
 
 import anyio
 
-from ..errors import ConflictError
+from ..errors import ConflictError, SessionGoneError
 from ..redis_client import Redis
 from ..sessions import SessionConfig, check_child
 from . import scripts_recovery
@@ -80,9 +81,7 @@ async def _claim(
         await anyio.sleep(min(_LOOK_EVERY_S, left, max(pttl, 1) / 1000))
 
 
-_RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
-
-
-async def release(r: Redis, key: str, token: str) -> None:
-    """Give up a claim, if it is still ours."""
-    await r.eval(_RELEASE, 1, key, token)
+async def release(r: Redis, cfg: SessionConfig, key: str, token: str) -> None:
+    """Give up a claim, if it is still ours (nothing to do once the session is gone)."""
+    with contextlib.suppress(SessionGoneError):
+        await scripts_recovery.RELEASE(r, cfg, [key], [token])

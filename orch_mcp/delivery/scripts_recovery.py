@@ -130,3 +130,12 @@ event(KEYS[12], 'requeued', new, tid, why)
 return {'ok', was}
 """,
 )
+
+# KEYS: config, presence. ARGV: ctx, token. Give up a claim if it is still the caller's.
+RELEASE = Transition(
+    "release",
+    """
+if redis.call('GET', KEYS[2]) == ARGV[2] then redis.call('DEL', KEYS[2]) end
+return {'ok'}
+""",
+)
