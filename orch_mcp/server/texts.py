@@ -39,7 +39,9 @@ def instructions(settings: ServerSettings) -> str:
             "3. When every task is reported, call shutdown() to stop the children.\n"
             "session_status shows who is online and busy; get_task(task_id) reads a task's state and result at any "
             "time; cancel_task withdraws a queued task, or stops a working one (its child is told and its report "
-            "refused). If a tool says no session exists, ask the summoner to run init_session, then try again."
+            "refused). If a wait_for_report answer lists a child as offline with work, give its tasks to a live "
+            "child with requeue_task(task_id, child_id) (unless it is restarting). If a tool says no session exists, "
+            "ask the summoner to run init_session, then try again."
         )
     return (
         f"You are chocobo {settings.child_id}, a child agent of an orch-mcp team working in {where}. Your loop:\n"
@@ -48,6 +50,8 @@ def instructions(settings: ServerSettings) -> str:
         'result) with your result as text (JSON text for structured results; status="failed" with the reason if '
         "you cannot do it).\n"
         "3. Go back to 1.\n"
+        "On long work (or a task sent with a deadline) call heartbeat(task_id, note) every few minutes: it keeps "
+        "the task yours and tells the moogle how far you are.\n"
         "If an answer lists task ids under cancelled, the moogle withdrew them: stop working on them and do not "
         "report them.\n"
         'Stop only when wait_for_task returns status "shutdown". If a tool says no session exists, the summoner has '
