@@ -167,7 +167,7 @@ async def test_waits_time_out_with_none(r: Redis, session: SessionConfig) -> Non
         slices.append(1)
 
     with anyio.fail_after(5):
-        assert await delivery.take_task(r, session, 1, 0.3, slice_s=0.1, on_slice=on_slice) is None
+        assert await delivery.take_task(r, session, 1, 1.0, slice_s=0.1, on_slice=on_slice) is None
         assert len(slices) >= 2  # the wait was cut into slices
         assert await delivery.take_report(r, session, 0.2, slice_s=0.1) is None
 
