@@ -27,7 +27,44 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-class AsyncParent:
+class _Claimant:
+    """The presence lifecycle shared by the parent and the child: renew the claim in the background, give it up."""
+
+    r: Redis
+    session: SessionConfig
+    token: str
+    claimed: bool
+
+    @property
+    def presence_key(self) -> str:
+        raise NotImplementedError
+
+    async def claim(self, wait_s: float = 0.0) -> bool:
+        raise NotImplementedError
+
+    async def keep_presence(self) -> None:
+        """Renew the claim every few seconds until cancelled, the session is gone or another server took it over."""
+        while True:
+            await anyio.sleep(delivery.presence.RENEW_EVERY_S)
+            try:
+                if not await self.claim():
+                    log.warning("%s was taken over by another server: this one stops acting", self.presence_key)
+                    return
+            except SessionGoneError:
+                log.info("session %s is gone: %s is not renewed", self.session.session_id, self.presence_key)
+                self.claimed = False
+                return
+            except Exception as exc:  # keep renewing through Redis outages; say so each time
+                log.warning("could not renew %s: %s", self.presence_key, exc)
+
+    async def release(self) -> None:
+        """Give up the claim, if held."""
+        if self.claimed:
+            await delivery.release(self.r, self.session, self.presence_key, self.token)
+            self.claimed = False
+
+
+class AsyncParent(_Claimant):
     """The parent (moogle) of one session: sends tasks, collects reports (acknowledging each on the next wait).
 
     While it waits for reports it runs the session's reaper (single-flight across servers).
@@ -54,25 +91,10 @@ class AsyncParent:
         self.claimed = await delivery.claim_parent(self.r, self.session, self.token, wait_s=wait_s)
         return self.claimed
 
-    async def keep_presence(self) -> None:
-        """Renew the parent claim every few seconds until cancelled or the session is gone."""
-        while True:
-            await anyio.sleep(delivery.presence.RENEW_EVERY_S)
-            try:
-                if not await self.claim():
-                    log.warning("another moogle took session %s over: this one stops", self.session.session_id)
-                    return
-            except SessionGoneError:
-                self.claimed = False
-                return
-            except Exception as exc:  # keep renewing through Redis outages; say so each time
-                log.warning("could not renew the moogle's presence: %s", exc)
-
-    async def release(self) -> None:
-        """Give up the parent claim."""
-        if self.claimed:
-            await delivery.release(self.r, self.session, self.session.keys.parent_presence, self.token)
-            self.claimed = False
+    @property
+    def presence_key(self) -> str:
+        """The key of the parent's presence claim."""
+        return self.session.keys.parent_presence
 
     async def send_task(
         self,
@@ -167,7 +189,7 @@ class AsyncParent:
         return await delivery.session_status(self.r, self.session)
 
 
-class AsyncChild:
+class AsyncChild(_Claimant):
     """Child `child_id` (chocobo) of one session: takes tasks, reports results, holds its presence claim.
 
     Once claimed, every take, heartbeat and report carries this child's token (fencing) and every report
@@ -205,26 +227,10 @@ class AsyncChild:
         self.claimed = await delivery.claim_child(self.r, self.session, self.child_id, self.token, wait_s=wait_s)
         return self.claimed
 
-    async def keep_presence(self) -> None:
-        """Renew the claim every few seconds until cancelled, the session is gone or another server took it."""
-        while True:
-            await anyio.sleep(delivery.presence.RENEW_EVERY_S)
-            try:
-                if not await self.claim():
-                    log.warning("child %s was taken over by another server: this one stops", self.child_id)
-                    return
-            except SessionGoneError:
-                log.info("session %s is gone: child %s stops renewing", self.session.session_id, self.child_id)
-                self.claimed = False
-                return
-            except Exception as exc:  # keep renewing through Redis outages; say so each time
-                log.warning("could not renew presence of child %s: %s", self.child_id, exc)
-
-    async def release(self) -> None:
-        """Give up the claim."""
-        if self.claimed:
-            await delivery.release_presence(self.r, self.session, self.child_id, self.token)
-            self.claimed = False
+    @property
+    def presence_key(self) -> str:
+        """The key of this child's presence claim."""
+        return self.session.keys.presence(self.child_id)
 
     async def take(
         self, timeout: float | None, on_slice: OnSlice | None = None

@@ -86,6 +86,15 @@ end
 local function count(counts, field, by)
   redis.call('HINCRBY', counts, field, by)
 end
+
+-- New work for child n revokes the shutdown it holds (sticky in its in-flight list).
+local function revoke_shutdown(inflight, stopped, n)
+  for _, item in ipairs(redis.call('LRANGE', inflight, 0, -1)) do
+    local ok, msg = pcall(cjson.decode, item)
+    if ok and type(msg) == 'table' and msg['type'] == 'shutdown' then redis.call('LREM', inflight, 1, item) end
+  end
+  redis.call('HDEL', stopped, n)
+end
 """
 
 

@@ -45,11 +45,7 @@ if p > 0 then
   end
 end
 if not placed then redis.call('RPUSH', KEYS[5], raw) end
-for _, item in ipairs(redis.call('LRANGE', KEYS[6], 0, -1)) do
-  local ok, msg = pcall(cjson.decode, item)
-  if ok and type(msg) == 'table' and msg['type'] == 'shutdown' then redis.call('LREM', KEYS[6], 1, item) end
-end
-redis.call('HDEL', KEYS[7], n)
+revoke_shutdown(KEYS[6], KEYS[7], n)
 touch(KEYS[2], KEYS[3], KEYS[4], KEYS[5])
 event(KEYS[8], 'queued', n, tid)
 return {'ok'}

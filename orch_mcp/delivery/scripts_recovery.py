@@ -120,11 +120,7 @@ put_record(KEYS[3], tid, rec)
 redis.call('HSET', KEYS[4], tid, new)
 redis.call('ZREM', KEYS[10], tid)
 redis.call('LPUSH', KEYS[8], ARGV[6])
-for _, item in ipairs(redis.call('LRANGE', KEYS[9], 0, -1)) do
-  local ok, msg = pcall(cjson.decode, item)
-  if ok and type(msg) == 'table' and msg['type'] == 'shutdown' then redis.call('LREM', KEYS[9], 1, item) end
-end
-redis.call('HDEL', KEYS[11], new)
+revoke_shutdown(KEYS[9], KEYS[11], new)
 touch(KEYS[3], KEYS[4], KEYS[5], KEYS[8])
 event(KEYS[12], 'requeued', new, tid, why)
 return {'ok', was}
