@@ -12,6 +12,7 @@ import os
 import random
 import signal
 import statistics
+import sys
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -24,6 +25,9 @@ from mcp import Client
 from mcp.client.stdio import stdio_client
 from mcp.shared.exceptions import MCPError
 from mcp_helpers import serve_params, text
+
+if sys.version_info < (3, 11):
+    from exceptiongroup import BaseExceptionGroup
 
 #: Runs `python -m orch_mcp ARGS` in the same process after writing its pid, so the test can signal the server.
 PID_SHIM = (
@@ -75,13 +79,27 @@ async def serve(role: str, env: Mapping[str, str], workdir: Path, name: str, *ex
     with log_path.open("a") as log:
         log.write(f"---- {name} starts\n")
         log.flush()
-        async with Client(stdio_client(params, errlog=log)) as client:
-            served = Served(name, client, int(pid_file.read_text()), log_path)
-            try:
-                yield served
-            finally:
-                if served.stopped:  # a stopped process would not exit when its stdin closes
-                    served.cont()
+        try:
+            async with Client(stdio_client(params, errlog=log)) as client:
+                served = Served(name, client, int(pid_file.read_text()), log_path)
+                try:
+                    yield served
+                finally:
+                    if served.stopped:  # a stopped process would not exit when its stdin closes
+                        served.cont()
+        except BaseExceptionGroup as group:  # the client's task groups wrap what the test raised: show it plainly
+            lone = _lone(group)
+            if lone is group:
+                raise
+            raise lone from None
+
+
+def _lone(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The one exception inside nested single-exception groups (the group itself if there are several)."""
+    found: BaseException = group
+    while isinstance(found, BaseExceptionGroup) and len(found.exceptions) == 1:
+        found = found.exceptions[0]
+    return found if isinstance(found, Exception) else group
 
 
 def connection_closed(exc: MCPError) -> bool:

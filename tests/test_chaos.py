@@ -296,6 +296,88 @@ async def test_a_stalled_chocobo_is_taken_over_and_fenced(
     assert taken.data["task"].get("delivery_count") == 2, taken.data  # DESIGN: wait_for_task's task has it
 
 
+# ---------------------------------------------------------------- 2b. deadlines, heartbeats, max_deliveries
+
+DEADLINE_S = 1.5
+
+
+async def test_a_task_past_its_deadline_is_taken_back_and_fails_past_max_deliveries(
+    r: Redis, env_for: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = await init_session(r, namespace="test", max_children=1)
+    session = ("--session-id", cfg.session_id)
+    async with (
+        serve("moogle", env_for, tmp_path, "moogle", *session) as moogle,
+        serve("chocobo", env_for, tmp_path, "chocobo1", "--child-id", "1", *session) as chocobo,
+    ):
+        args = {"child_id": 1, "prompt": "slow work", "deadline_s": DEADLINE_S, "max_deliveries": 2}
+        task_id = ok(await moogle.client.call_tool("send_task", args))["task_id"]
+
+        async def get() -> dict[str, Any]:
+            return ok(await moogle.client.call_tool("get_task", {"task_id": task_id}))
+
+        async def taken_back(attempt: int) -> dict[str, Any]:
+            """The record once the reaper took delivery `attempt` back (it runs in the moogle's waits)."""
+            with anyio.fail_after(DEADLINE_S + 20):
+                while True:  # no event says when the reaper ran: look at the record after each (real) wait
+                    wait = ok(await moogle.client.call_tool("wait_for_report", {"timeout_s": 1}))
+                    assert wait["status"] != "report", wait
+                    rec = await get()
+                    if rec["state"] != "working":
+                        assert (rec["state"], rec["delivery_count"]) == ("queued", attempt), rec
+                        return rec
+
+        with anyio.fail_after(10):
+            got = ok(await chocobo.client.call_tool("wait_for_task", {"timeout_s": 5}))
+        assert got["status"] == "task" and got["task"]["task_id"] == task_id
+        # Working twice as long as the deadline, with a heartbeat every third of it: the task stays with the child,
+        # while the moogle waits (and so runs the reaper).
+        beats: list[dict[str, Any]] = []
+
+        async def work_with_heartbeats() -> None:
+            for i in range(6):
+                await anyio.sleep(DEADLINE_S / 3)  # the agent's work between two heartbeats
+                beats.append(ok(await chocobo.client.call_tool("heartbeat", {"task_id": task_id, "note": f"step {i}"})))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(work_with_heartbeats)
+            wait = ok(await moogle.client.call_tool("wait_for_report", {"timeout_s": 2 * DEADLINE_S + 1}))
+        assert wait["status"] != "report" and all(beat["lease_until"] for beat in beats), beats
+        rec = await get()
+        assert (rec["state"], rec["delivery_count"], rec["note"]) == ("working", 1, "step 5"), rec
+
+        # Silent past the deadline: taken back to the front of its queue; the late report is stale.
+        first_back = await taken_back(1)
+        late = error(await chocobo.client.call_tool("report", {"task_id": task_id, "result": "late"}))
+        assert await get() == first_back
+        again = ok(await chocobo.client.call_tool("wait_for_task", {"timeout_s": 5}))
+        assert again["status"] == "task" and again["task"]["task_id"] == task_id
+        assert (await get())["delivery_count"] == 2
+
+        # Silent again: taken back, and the next take fails it (2 deliveries); the moogle gets a failed report.
+        await taken_back(2)
+        with anyio.fail_after(20):
+            nothing = ok(await chocobo.client.call_tool("wait_for_task", {"timeout_s": 2}))
+            report = ok(await moogle.client.call_tool("wait_for_report", {"timeout_s": 10}))
+        assert nothing["status"] == "timeout", nothing
+        assert report["status"] == "report" and report["report"]["task_id"] == task_id, report
+        assert report["report"]["status"] == "failed" and "max_deliveries" in (report["report"]["error"] or "")
+        too_late = await call(chocobo.client, "report", {"task_id": task_id, "result": "too late"})
+        final = await get()
+    show(
+        capsys,
+        f"deadline {DEADLINE_S:g} s: {len(beats)} heartbeats kept it; taken back twice; failed: {final['error']}",
+        f"  late report of delivery 1: {late}",
+        f"  report of delivery 2 after it failed: {too_late.error or too_late.text} {too_late.data or ''}",
+        f"  attempts: {final['attempts']}",
+    )
+    assert "stale" in late.lower() or "over" in late.lower(), late
+    assert (final["state"], final["delivery_count"], final["result"]) == ("failed", 2, None), final
+    assert final["error"] == report["report"]["error"] and [a["attempt"] for a in final["attempts"]][:2] == [1, 2]
+    # Delivery 2 was taken back, then the task failed: its report is stale (an error), not "already reported".
+    assert too_late.error is not None, too_late.data
+
+
 # ---------------------------------------------------------------- 3. Redis restart (SIGTERM, AOF on)
 
 RESTART_TASKS = 60
@@ -501,6 +583,8 @@ async def test_two_http_clients_of_one_chocobo_the_newest_is_the_child(
 ) -> None:
     cfg = await init_session(r, namespace="test", max_children=1)
     got: dict[str, list[str]] = {"older": [], "newer": []}
+    older_calls: list[Call] = []  # what the older connection was answered once the newer one connected
+    reports: list[Call] = []
 
     async def take(client: Client, who: str, timeout_s: float) -> Call:
         made = await call(client, "wait_for_task", {"timeout_s": timeout_s})
@@ -519,31 +603,38 @@ async def test_two_http_clients_of_one_chocobo_the_newest_is_the_child(
 
         with anyio.fail_after(60):
             async with Client(url, mode="legacy") as older:
-                idle = await take(older, "older", 0)  # the only session: it acts as the child
+                idle = await take(older, "older", 0)  # the only connection: it acts as the child
                 assert idle.data is not None and idle.data["status"] == "timeout", idle
                 async with Client(url, mode="legacy") as newer:
-                    # The newer session is the child now: tasks go to it, the older one's calls are refused.
+                    # The newer connection is the child now: tasks go to it, the older one's calls are refused.
                     idle = await take(newer, "newer", 0)
                     assert idle.data is not None and idle.data["status"] == "timeout", idle
                     first = await send("one")
-                    refused = [(await take(older, "older", 2)).error]
-                    assert (await take(newer, "newer", 5)).data is not None and got["newer"] == [first]
-                    refused.append((await call(older, "report", {"task_id": first, "result": "from the older"})).error)
-                    assert ok(await newer.call_tool("report", {"task_id": first, "result": "one"}))["accepted"]
-                    # A wait of the older session, blocked when the task comes, does not get it either.
+                    older_calls.append(await take(older, "older", 2))
+                    await take(newer, "newer", 5)
+                    older_calls.append(await call(older, "report", {"task_id": first, "result": "from the older"}))
+                    reports.append(await call(newer, "report", {"task_id": first, "result": "one"}))
+                    # A wait of the older connection, blocked when the task comes, does not get it either.
                     second = await send("two")
                     async with anyio.create_task_group() as tg:
-                        tg.start_soon(take, older, "older", 3)
+
+                        async def older_waits() -> None:
+                            older_calls.append(await take(older, "older", 3))
+
+                        tg.start_soon(older_waits)
                         await take(newer, "newer", 5)
-                    assert ok(await newer.call_tool("report", {"task_id": second, "result": "two"}))["accepted"]
-                    refused.append((await take(older, "older", 0)).error)
+                    reports.append(await call(newer, "report", {"task_id": second, "result": "two"}))
+                    older_calls.append(await take(older, "older", 0))
     show(
         capsys,
-        f"two HTTP clients: older got {got['older']}, newer {got['newer']}",
-        *[f"  refused: {m}" for m in refused],
+        f"two HTTP clients: tasks the older got {got['older']}, the newer {got['newer']} (sent {[first, second]})",
+        *[f"  older {m.tool}: {m.error or m.text}" for m in older_calls],
+        *[f"  newer report: {m.error or m.data}" for m in reports],
     )
-    assert not got["older"] and got["newer"] == [first, second]
-    for message in refused:  # each says why: a newer client is the child now
-        assert message is not None and re.search(r"\bnewe(r|st)\b", message.lower()), message
+    assert not set(got["older"]) & set(got["newer"]), "a task was delivered to both connections"
+    assert got["newer"] == [first, second] and not got["older"]
+    for made in older_calls:  # each refused, saying why: a newer client is the child now
+        assert made.error is not None and re.search(r"\bnewe(r|st)\b", made.error.lower()), made
+    assert all(m.data is not None and m.data["accepted"] for m in reports), reports
     rec = await delivery.get_task(r, cfg, first)
     assert (rec.state, rec.result) == ("done", "one")
