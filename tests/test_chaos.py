@@ -57,7 +57,7 @@ GONE = 4
 #: Reports the moogle has before child GONE is killed.
 GONE_AFTER = 40
 #: Chance that a take is answered with a kill -9, once the previous victim is back (restarted, task handed back).
-KILL_CHANCE = 0.05
+KILL_CHANCE = 0.15
 BUDGET_S = 140
 
 
@@ -214,7 +214,8 @@ async def test_kill_9_of_chocobos_holding_tasks_loses_nothing(
         *[f"  moogle error: {m}" for m in moogle_errors[:5]],
     )
     assert not budget.cancelled_caught, f"not every task reported within {BUDGET_S} s: {len(lost)} missing"
-    assert kills and len(during_task) == len(kills), kills
+    assert kills and len(during_task) == len(kills), kills  # every kill landed while the server held a task
+    assert handbacks, "no restarted chocobo got its task back"
     assert any(k.child_id == GONE for k in kills) and requeued
     assert not lost and not stuck and not twice
     assert all(n == 1 for n in accepted.values())  # each task's report was accepted once...
@@ -231,6 +232,20 @@ async def test_kill_9_of_chocobos_holding_tasks_loses_nothing(
                 back = [count for task_id, count in agent.taken if task_id == kill.task_id]
                 assert kill.record[1] + 1 in back or None in back, (kill, back)  # None: the answer has no count
     assert not moogle_errors and not wait_errors
+
+
+async def test_a_child_not_started_yet_is_not_listed_offline_at_once(
+    r: Redis, env_for: dict[str, str], tmp_path: Path
+) -> None:
+    # In the chaos run the moogle's first waits, made while the chocobos start, sometimes list them offline.
+    cfg = await init_session(r, namespace="test", max_children=2)
+    async with serve("moogle", env_for, tmp_path, "moogle", "--session-id", cfg.session_id) as moogle:
+        ok(await moogle.client.call_tool("send_task", {"child_id": 1, "prompt": "for a chocobo still starting"}))
+        with anyio.fail_after(10):
+            answer = await call(moogle.client, "wait_for_report", {"timeout_s": 1})
+    assert answer.data is not None and answer.data["status"] == "timeout", answer
+    # Offline "a while" (DESIGN decision 4): a session one second old has no such child yet.
+    assert not offline_children(answer.data), answer.text
 
 
 # ---------------------------------------------------------------- 2. stall: SIGSTOP past the presence TTL
