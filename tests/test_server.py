@@ -217,6 +217,7 @@ async def test_a_task_round_trip_with_texts(orch_config: OrchConfig) -> None:
             "context": {"numbers": [2, 3]},
             "priority": 0,
             "created_at": sent["created_at"],
+            "delivery_count": 1,
         }
         assert text(got_result).startswith(f'Task {tid}:\nSum 2 and 3.\nContext: {{"numbers": [2, 3]}}')
         assert f'call report(task_id="{tid}", result=...)' in text(got_result)

@@ -7,7 +7,9 @@ children have been gone a while with work in their queue or in flight.
 
 from __future__ import annotations
 
-from pydantic import BaseModel
+from datetime import datetime
+
+from pydantic import BaseModel, Field
 
 from ..redis_client import Redis
 from ..sessions import SessionConfig
@@ -86,7 +88,7 @@ class OfflineChild(BaseModel):
     """A child that has been gone a while with work waiting for it."""
 
     child_id: int
-    offline_s: float | None
+    offline_s: float = Field(description="seconds since it was last seen (or since the session began)")
     queued: int
     in_flight: int
 
@@ -103,13 +105,14 @@ async def offline_children(r: Redis, cfg: SessionConfig, after_s: float = ABSENT
         pipe.hgetall(keys.stopped)
         *replies, seen, stopped = await pipe.execute()
     now = unix_ms()
+    began = int(datetime.fromisoformat(cfg.created_at).timestamp() * 1000)
     found = []
     for i, n in enumerate(cfg.child_ids):
         present, queued, in_flight = replies[i * 3 : i * 3 + 3]
         last = seen.get(str(n))
-        gone_s = (now - int(last)) / 1000 if last and last.isdigit() else None
+        gone_s = (now - (int(last) if last and last.isdigit() else began)) / 1000  # never seen: since it began
         if str(n) in stopped and not queued:
             continue  # what it holds is its shutdown
-        if not present and (queued or in_flight) and (gone_s is None or gone_s >= after_s):
+        if not present and (queued or in_flight) and gone_s >= after_s:
             found.append(OfflineChild(child_id=n, offline_s=gone_s, queued=int(queued), in_flight=int(in_flight)))
     return found

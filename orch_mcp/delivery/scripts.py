@@ -139,7 +139,11 @@ if not owner then return {'unknown', ''} end
 if owner ~= n then return {'other_child', owner} end
 local rec = get_record(KEYS[2], tid)
 if not rec then return {'damaged', ''} end
-if rec.state == 'done' or rec.state == 'failed' then return {'duplicate', rec.state} end
+if rec.state == 'done' or rec.state == 'failed' then
+  -- a repeat of the report that finished it is a duplicate; any other attempt's report is stale
+  if attempt and attempt > 0 and attempt ~= tonumber(rec.reported_attempt) then return {'stale', rec.state} end
+  return {'duplicate', rec.state}
+end
 if rec.state == 'cancelled' then
   redis.call('LREM', KEYS[4], 1, rec.msg)
   return {'cancelled', ''}
@@ -155,6 +159,7 @@ rec.result = ARGV[5]
 if ARGV[6] ~= '' then rec.error = ARGV[6] end
 rec.finished_at = NOW_ISO
 rec.lease_until = nil
+rec.reported_attempt = current
 put_record(KEYS[2], tid, rec)
 redis.call('ZREM', KEYS[11], tid)
 count(KEYS[5], 'working', -1)

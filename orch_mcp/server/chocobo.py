@@ -65,6 +65,7 @@ async def wait_for_task(
             context=msg.context,
             priority=msg.priority,
             created_at=msg.created_at.isoformat(),
+            delivery_count=taken.attempt,
         )
         text = texts.task_text(msg)
     return _result(out, texts.cancelled_note(taken.cancelled) + text)
@@ -108,13 +109,13 @@ async def _newest_is_the_child(ctx: ServerRequestContext[Any, Any], call_next: C
     """Over streamable HTTP one server may have several MCP connections: the newest to connect is the child."""
     state = ctx.lifespan_context
     if ctx.method == "notifications/initialized" and isinstance(state, ServerState):
-        state.connected(ctx.session)
+        state.connected(ctx.session.client_params)
     return await call_next(ctx)
 
 
 async def _child(ctx: Context[ServerState], wait_s: float) -> AsyncChild | None:
     """The server's child for this call: only the newest MCP connection acts as the child."""
     state = _state(ctx)
-    if not state.is_newest(ctx.session):
+    if not state.is_newest(ctx.session.client_params):
         raise ToolError(texts.not_newest_text(state.settings.child_id or 0))
     return await state.chocobo(wait_s)

@@ -98,6 +98,7 @@ class TaskInfo(BaseModel):
     context: dict[str, Any]
     priority: int
     created_at: str
+    delivery_count: int = Field(description="how many times a child has taken this task, this time included")
 
 
 class TaskWait(BaseModel):

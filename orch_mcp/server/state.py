@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import time
-import weakref
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -50,7 +49,8 @@ class ServerState:
     _delivered: OrderedDict[str, bytes] = field(default_factory=OrderedDict)
     #: Request ids the client cancelled before their wait_for_report had noted what it returned.
     _cancelled_early: OrderedDict[str, None] = field(default_factory=OrderedDict)
-    _newest: weakref.ref[object] | None = None
+    #: What identifies the newest MCP connection (its handshake's client parameters, one object per connection).
+    _newest: object | None = None
     _confirmed: float = float("-inf")
     _resolve_lock: anyio.Lock = field(default_factory=anyio.Lock)
     _wait_lock: anyio.Lock = field(default_factory=anyio.Lock)
@@ -210,14 +210,13 @@ class ServerState:
                 except Exception as exc:  # giving up a claim must not fail: it lapses by itself
                     log.debug("could not release a presence claim: %s", exc)
 
-    def is_newest(self, session: object) -> bool:
-        """Whether `session` (an MCP connection) is the newest to have connected: only it may act as the child."""
-        newest = self._newest() if self._newest is not None else None
-        return newest is None or newest is session
+    def is_newest(self, connection: object) -> bool:
+        """Whether `connection` is the newest MCP connection to have connected: only it may act as the child."""
+        return self._newest is None or self._newest is connection
 
-    def connected(self, session: object) -> None:
+    def connected(self, connection: object) -> None:
         """An MCP connection finished its handshake: it is now the newest."""
-        self._newest = weakref.ref(session)
+        self._newest = connection
 
     def delivered(self, request_id: str | int | None, raw: bytes | None) -> None:
         """Note which wait_for_report call returned which report (its exact bytes).

@@ -198,7 +198,7 @@ def offline_note(offline: list[OfflineChild]) -> str:
     """Lines before a wait answer about children gone a while with work waiting for them ('' if none)."""
     lines = []
     for c in offline:
-        gone = f"for {c.offline_s:.0f} s" if c.offline_s is not None else "since the session began"
+        gone = f"for {c.offline_s:.0f} s"
         lines.append(
             f"Child {c.child_id} has been offline {gone} with {c.queued} task(s) queued and {c.in_flight} in flight: "
             f"give them to a live child with requeue_task(task_id, child_id) (find them with get_task or "
