@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
@@ -11,6 +12,11 @@ import redis
 from orch_mcp.config import OrchConfig, RedisConfig
 from orch_mcp.embedded import EmbeddedRedis
 from orch_mcp.redis_client import Redis, create_client
+
+# A runner started in the background by a script (as CI may be) ignores SIGINT, and the processes the
+# tests start would inherit that: the Ctrl+C tests could then never stop them. Give Ctrl+C back its meaning.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")

@@ -124,7 +124,9 @@ async def produce(parent: AsyncParent, total: int, credits: Credits, rng: random
     """Send `total` tasks to random children (their ids to `sent`), at most OUTSTANDING unreported at any time."""
     for i in range(total):
         await credits.before_send()
-        task = await parent.send_task(rng.randint(1, CHILDREN), f"task {i}", {"i": i})
+        # Every take counts as a delivery, a cancelled one too (decision 5): a task may be taken and cancelled
+        # several times in a row here, and this test is about losing nothing, not about max_deliveries.
+        task = await parent.send_task(rng.randint(1, CHILDREN), f"task {i}", {"i": i}, max_deliveries=100)
         sent.append(task.task_id)
         for _ in range(rng.randint(0, 3)):
             await anyio.lowlevel.checkpoint()
