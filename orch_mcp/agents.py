@@ -1,7 +1,7 @@
-"""The reliable parent and child: take, then report. Async classes for the MCP server; sync twins for scripts.
+"""The reliable parent and child: take, then report. The async classes (used by the MCP server) live here.
 
-The sync `Parent` and `Child` own a private event loop thread (SyncBridge) and run the very same
-`AsyncParent` / `AsyncChild` coroutines on it.
+The sync twins `Parent` and `Child` (sync_agents.py, re-exported here) own a private event loop thread and run the
+very same `AsyncParent` / `AsyncChild` coroutines on it.
 """
 
 from __future__ import annotations
@@ -10,61 +10,21 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-import anyio
-
 from . import delivery
-from .config import DEFAULT_MAX_MESSAGE_BYTES, RedisConfig
-from .connection import connection_config, namespace_or_default
+from .claimant import Claimant
+from .config import DEFAULT_MAX_MESSAGE_BYTES
 from .delivery import OnSlice, ReportOutcome, SessionStatus, TaskRecord
 from .errors import SessionGoneError
 from .messages import ReportMessage, ReportStatus, ShutdownMessage, TaskMessage
-from .redis_client import Redis, block_slice
-from .sessions import SessionConfig, resolve_session
-from .sync import SyncBridge
+from .redis_client import Redis
+from .sessions import SessionConfig
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
 
-class _Claimant:
-    """The presence lifecycle shared by the parent and the child: renew the claim in the background, give it up."""
-
-    r: Redis
-    session: SessionConfig
-    token: str
-    claimed: bool
-
-    @property
-    def presence_key(self) -> str:
-        raise NotImplementedError
-
-    async def claim(self, wait_s: float = 0.0) -> bool:
-        raise NotImplementedError
-
-    async def keep_presence(self) -> None:
-        """Renew the claim every few seconds until cancelled, the session is gone or another server took it over."""
-        while True:
-            await anyio.sleep(delivery.presence.RENEW_EVERY_S)
-            try:
-                if not await self.claim():
-                    log.warning("%s was taken over by another server: this one stops acting", self.presence_key)
-                    return
-            except SessionGoneError:
-                log.info("session %s is gone: %s is not renewed", self.session.session_id, self.presence_key)
-                self.claimed = False
-                return
-            except Exception as exc:  # keep renewing through Redis outages; say so each time
-                log.warning("could not renew %s: %s", self.presence_key, exc)
-
-    async def release(self) -> None:
-        """Give up the claim, if held."""
-        if self.claimed:
-            await delivery.release(self.r, self.session, self.presence_key, self.token)
-            self.claimed = False
-
-
-class AsyncParent(_Claimant):
+class AsyncParent(Claimant):
     """The parent (moogle) of one session: sends tasks, collects reports (acknowledging each on the next wait).
 
     While it waits for reports it runs the session's reaper (single-flight across servers).
@@ -189,7 +149,7 @@ class AsyncParent(_Claimant):
         return await delivery.session_status(self.r, self.session)
 
 
-class AsyncChild(_Claimant):
+class AsyncChild(Claimant):
     """Child `child_id` (chocobo) of one session: takes tasks, reports results, holds its presence claim.
 
     Once claimed, every take, heartbeat and report carries this child's token (fencing) and every report
@@ -307,141 +267,7 @@ class AsyncChild(_Claimant):
             return await call()
 
 
-class _SyncAgent:
-    def __init__(
-        self,
-        session_id: str | None,
-        prefix: str | None,
-        host: str | None,
-        port: int | None,
-        url: str | None,
-        namespace: str | None,
-        redis_config: RedisConfig | None,
-    ) -> None:
-        cfg = connection_config(host=host, port=port, url=url, redis_config=redis_config)
-        self._bridge = SyncBridge(cfg)
-        try:
-            self.session: SessionConfig = self._bridge._call(
-                resolve_session, namespace_or_default(namespace), session_id, prefix=prefix
-            )
-        except BaseException:
-            self._bridge.close()
-            raise
-        self._slice = block_slice(cfg)
+# The synchronous twins live in sync_agents; they are part of this module's API.
+from .sync_agents import Child, Parent  # noqa: E402
 
-    def close(self) -> None:
-        """Close the connections and the loop thread."""
-        self._bridge.close()
-
-
-class Parent(_SyncAgent):
-    """Synchronous parent of a session (default: the namespace's current session)."""
-
-    def __init__(
-        self,
-        session_id: str | None = None,
-        *,
-        prefix: str | None = None,
-        host: str | None = None,
-        port: int | None = None,
-        url: str | None = None,
-        namespace: str | None = None,
-        redis_config: RedisConfig | None = None,
-        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
-    ) -> None:
-        super().__init__(session_id, prefix, host, port, url, namespace, redis_config)
-        self._async = AsyncParent(
-            self._bridge.client, self.session, max_message_bytes=max_message_bytes, slice_s=self._slice
-        )
-
-    def send_task(
-        self, child_id: int, prompt: str, context: dict[str, Any] | None = None, priority: int = 0
-    ) -> TaskMessage:
-        """Queue a task for a child."""
-        return self._bridge._run(self._async.send_task, child_id, prompt, context, priority)
-
-    def wait_for_report(self, timeout: float | None = 25) -> ReportMessage | None:
-        """The next report, or None after `timeout` s (0 or None: wait for ever)."""
-        return self._bridge._run(self._async.wait_for_report, timeout)
-
-    def get_task(self, task_id: str) -> TaskRecord:
-        """A task's record."""
-        return self._bridge._run(self._async.get_task, task_id)
-
-    def shutdown(self, child_id: int | None = None, now: bool = False, reason: str | None = None) -> list[int]:
-        """Tell one child or all to stop."""
-        return self._bridge._run(self._async.shutdown, child_id, now, reason)
-
-    def status(self) -> SessionStatus:
-        """The session's children and task counts."""
-        return self._bridge._run(self._async.status)
-
-    def __enter__(self) -> Parent:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-class Child(_SyncAgent):
-    """Synchronous child `child_id` of a session; claims the child id (presence) unless `claim=False`."""
-
-    def __init__(
-        self,
-        session_id: str | None = None,
-        child_id: int = 1,
-        *,
-        prefix: str | None = None,
-        host: str | None = None,
-        port: int | None = None,
-        url: str | None = None,
-        namespace: str | None = None,
-        redis_config: RedisConfig | None = None,
-        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
-        claim: bool = True,
-    ) -> None:
-        super().__init__(session_id, prefix, host, port, url, namespace, redis_config)
-        self._async = AsyncChild(
-            self._bridge.client, self.session, child_id, max_message_bytes=max_message_bytes, slice_s=self._slice
-        )
-        if claim:
-            try:
-                # A restart after a crash takes over its own lapsed claim; a live rival is refused (HeldError).
-                if not self._bridge._run(self._async.claim, delivery.PRESENCE_TTL_S + 1):
-                    raise delivery.HeldError(
-                        f"child {child_id} of session {self.session.session_id!r} is still held by another server"
-                    )
-            except BaseException:
-                self._bridge.close()
-                raise
-            self._bridge._start(self._async.keep_presence)
-
-    @property
-    def child_id(self) -> int:
-        """This child's id."""
-        return self._async.child_id
-
-    def take(self, timeout: float | None = 25) -> TaskMessage | ShutdownMessage | None:
-        """The next task (an unreported one first) or a shutdown; None after `timeout` s."""
-        return self._bridge._run(self._async.take, timeout)
-
-    def report(
-        self, task_id: str, result: str, status: ReportStatus = "done", error: str | None = None
-    ) -> ReportOutcome:
-        """Record the result of a task and queue the report for the parent."""
-        return self._bridge._run(self._async.report, task_id, result, status, error)
-
-    def close(self) -> None:
-        """Release the child id and close the connections."""
-        if not self._bridge._closed:
-            try:
-                self._bridge._run(self._async.release)
-            except Exception as exc:  # closing must not fail because Redis went away
-                log.debug("release failed: %s", exc)
-        super().close()
-
-    def __enter__(self) -> Child:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+__all__ = ["AsyncChild", "AsyncParent", "Child", "Parent"]

@@ -41,7 +41,8 @@ def tool_adapter(fn: Callable[P, Awaitable[CallToolResult]]) -> Callable[P, Awai
     @functools.wraps(fn)
     async def adapter(*args: P.args, **kwargs: P.kwargs) -> CallToolResult:
         ctx = kwargs["ctx"]
-        assert isinstance(ctx, Context)
+        if not isinstance(ctx, Context):  # every tool takes ctx by keyword: a wiring mistake, not a user's
+            raise TypeError(f"{fn.__name__} must be called with ctx=Context")
         config = _state(ctx).settings.orch.redis
         try:
             with redis_errors(config):
