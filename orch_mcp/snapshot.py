@@ -9,29 +9,21 @@ when something happens instead of polling.
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from typing import Literal
 
 from pydantic import BaseModel
 
 from . import delivery
 from .delivery.common import RAW
 from .delivery.records import parse_record
+from .delivery.status import ChildStatus
 from .errors import DamagedRecordError
 from .redis_client import Redis
 from .sessions import SessionConfig
 
-ChildState = Literal["idle", "working", "offline", "stopped"]
 
+class ChildView(ChildStatus):
+    """One child as a monitor shows it: what session_status says, and what it is working on since when."""
 
-class ChildView(BaseModel):
-    """One child as a monitor shows it."""
-
-    child_id: int
-    state: ChildState
-    online: bool
-    last_seen: str | None
-    queue_depth: int
-    in_flight_task: str | None
     in_flight_prompt: str | None = None
     working_since: str | None = None
     working_for_s: float | None = None
