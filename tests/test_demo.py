@@ -26,7 +26,7 @@ def test_demo_json_with_its_own_redis(env_for: dict[str, str]) -> None:
     assert proc.stderr == ""
     result = json.loads(proc.stdout)
     assert result["ok"] is True and result["error"] is None
-    assert result["redis"].startswith("a private redis-server ")
+    assert result["redis"].startswith(("a private redis-server ", "a private valkey-server "))
     assert result["children"] == 3 and result["elapsed_s"] < 30
     tasks = result["tasks"]
     assert [t["n"] for t in tasks] == list(range(1, 10))

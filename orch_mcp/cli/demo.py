@@ -132,7 +132,7 @@ def redis_for_demo(url: str | None) -> Iterator[tuple[str, str]]:
         yield url, RedisConfig(url=url).display_url
         return
     with EmbeddedRedis() as server:
-        yield server.url, f"a private redis-server {redis_version(server.binary)} at {server.url}"
+        yield server.url, f"a private {Path(server.binary).name} {redis_version(server.binary)} at {server.url}"
 
 
 async def play(args: argparse.Namespace, url: str, demo: Demo, logs: ServerLogs) -> dict[str, Any]:
