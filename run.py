@@ -31,7 +31,8 @@ def ensure_env(extra: str) -> Path:
     if not marker.exists():
         target = f"{ROOT}[{extra}]" if extra else str(ROOT)
         print(f"run.py: installing orch-mcp{f'[{extra}]' if extra else ''} into {VENV}", file=sys.stderr)
-        pip = [str(python), "-m", "pip", "--disable-pip-version-check", "-q"]
+        # -qq: errors only (setuptools prints notes about editable installs that a new user need not read)
+        pip = [str(python), "-m", "pip", "--disable-pip-version-check", "-qq"]
         subprocess.run([*pip, "install", "--upgrade", "pip"], check=True)
         subprocess.run([*pip, "install", "-e", target], check=True)
         marker.touch()
@@ -47,7 +48,14 @@ def main(argv: list[str]) -> int:
         print("usage: python3 run.py {demo|test|setup} [args...]", file=sys.stderr)
         return 2
     job, rest = argv[0], argv[1:]
-    python = ensure_env(EXTRAS[job])
+    try:
+        python = ensure_env(EXTRAS[job])
+    except subprocess.CalledProcessError as failed:
+        print(
+            f"run.py: setting up {VENV} failed ({' '.join(failed.cmd[2:5])}…, exit {failed.returncode})",
+            file=sys.stderr,
+        )
+        return 1
     if job == "setup":
         return 0
     module = ["orch_mcp", "demo"] if job == "demo" else ["pytest"]
