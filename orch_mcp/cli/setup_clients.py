@@ -251,7 +251,7 @@ def merge_file(team: Team, path: Path, agents: list[Agent]) -> str:
     """The new text of `path`: our servers merged into what it holds, or a new file."""
     try:
         old = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return team.client.file_text(agents)
     except UnicodeDecodeError:
         raise ConfigError(f"cannot update {path}: it is not UTF-8 text; fix or remove it") from None

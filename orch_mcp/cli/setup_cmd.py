@@ -85,7 +85,7 @@ def orch_mcp_command() -> list[str]:
         found = argv0 if os.sep in argv0 else shutil.which(argv0)
         if found:
             return [os.path.abspath(found)]  # not realpath: a pipx/uv link stays valid across upgrades
-    if name != "__main__.py":
+    if not (name == "__main__.py" and os.path.basename(os.path.dirname(argv0)) == "orch_mcp"):
         for found in (shutil.which("orch-mcp", path=os.path.dirname(sys.executable)), shutil.which("orch-mcp")):
             if found:
                 return [os.path.abspath(found)]

@@ -77,7 +77,7 @@ def _check(path: Path, old: str, new: str, tables: dict[str, str]) -> None:
             parent.pop(last, None)
         if after != _merged(before, expected):
             raise ConfigError(refuse)
-    elif not _simple(old, tables):
+    elif not simple_enough(old, tables):
         raise ConfigError(refuse + " (or run it with Python 3.11 or newer, which can check the result)")
 
 
@@ -91,7 +91,7 @@ def _merged(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _simple(text: str, tables: dict[str, str]) -> bool:
+def simple_enough(text: str, tables: dict[str, str]) -> bool:
     """True if every table starts on a header line, no value spans lines, and our names appear only in headers."""
     last_parts = {name.rsplit(".", 1)[-1] for name in tables}
     for line in text.splitlines():
