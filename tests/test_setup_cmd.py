@@ -22,7 +22,7 @@ import pytest
 from cli_helpers import one_error_line
 from mcp import Client, StdioServerParameters
 
-from orch_mcp.cli import toml_tables
+from orch_mcp.cli import setup_cmd, toml_tables
 from orch_mcp.cli.main import main
 
 if sys.version_info >= (3, 11):
@@ -401,3 +401,12 @@ async def test_a_printed_server_starts_and_lists_its_tools(
     with anyio.fail_after(30):
         async with Client(params) as client:
             assert tool in {t.name for t in (await client.list_tools()).tools}
+
+
+def test_the_readme_shows_what_setup_claude_prints(setup: Setup, monkeypatch: pytest.MonkeyPatch) -> None:
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    shown = readme.split("orch-mcp setup claude --children 3 --dir ~/agents", 1)[1].split("```text\n", 1)[1]
+    monkeypatch.setenv("HOME", "/home/you")  # the README's user, with orch-mcp installed by pipx
+    monkeypatch.setattr(setup_cmd, "orch_mcp_command", lambda: ["/home/you/.local/bin/orch-mcp"])
+    text = ok(setup("claude", "--children", "3", "--dir", "~/agents"))
+    assert shown.split("```\n", 1)[0] == text
