@@ -307,7 +307,6 @@ def test_write_codex_replaces_only_its_own_tables(tmp_path: Path, setup: Setup) 
     assert config.read_text() == after  # idempotent
 
 
-@pytest.mark.skipif(tomllib is None, reason="without tomllib such a file is refused by the line check (tested below)")
 def test_write_codex_refuses_a_file_it_cannot_update_safely(tmp_path: Path, setup: Setup) -> None:
     config = tmp_path / "summoner" / ".codex" / "config.toml"
     config.parent.mkdir(parents=True)
