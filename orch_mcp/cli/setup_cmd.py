@@ -42,8 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     """The setup command line."""
     parser = common.make_parser(
         PROG,
-        "Print (or write with --write) the MCP client configuration of a whole team: one summoner, one "
-        "moogle and N chocobos, each in its own directory, all running this orch-mcp against one Redis.",
+        "Print (or write with --write) the MCP client configuration of a whole team: one summoner,\n"
+        "one moogle and N chocobos, each in its own directory, all running this orch-mcp against one Redis.",
         EXAMPLES,
     )
     parser.add_argument("client", metavar="CLIENT", choices=list(CLIENTS), help="claude, codex, gemini or json")
