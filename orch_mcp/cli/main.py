@@ -16,6 +16,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "watch": ("orch_mcp.cli.watch", "live view of a session"),
     "status": ("orch_mcp.cli.status", "print a session's state once"),
     "redis": ("orch_mcp.cli.redis_cmd", "start, stop or inspect the embedded Redis for this machine"),
+    "setup": ("orch_mcp.cli.setup_cmd", "print or write the MCP client configuration of a whole team"),
 }
 
 
