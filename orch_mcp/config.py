@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from .errors import ConfigError
 from .utils import validate_identifier
@@ -63,7 +63,7 @@ class RedisConfig:
         """The connection URL, built from the fields when `url` is not set."""
         if self.url:
             return self.url
-        auth = f":{self.password}@" if self.password else ""
+        auth = f":{quote(self.password, safe='')}@" if self.password else ""  # redis-py unquotes it
         return f"redis://{auth}{self.host}:{self.port}/{self.db}"
 
     @property

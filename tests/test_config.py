@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import redis.connection
 
 from orch_mcp.config import OrchConfig, RedisConfig, get_default_config
 from orch_mcp.connection import connection_config
@@ -124,3 +125,11 @@ def test_constructor_refuses_bad_values(kwargs: dict[str, object]) -> None:
 def test_config_errors_are_orch_errors() -> None:
     with pytest.raises(OrchError):
         get_default_config({"REDIS_PORT": "abc"})
+
+
+def test_a_password_with_url_characters_survives_the_url() -> None:
+    password = "p@ss:w/rd#1%"
+    config = RedisConfig(host="example.org", port=6380, password=password)
+    kwargs = redis.connection.parse_url(config.redis_url)  # what redis-py makes of the URL
+    assert (kwargs["password"], kwargs["host"], kwargs["port"]) == (password, "example.org", 6380)
+    assert password not in config.display_url
