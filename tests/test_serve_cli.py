@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -44,11 +45,11 @@ def run_serve(*args: str, env: dict[str, str] | None = None) -> subprocess.Compl
         ([], {"ORCH_ROLE": "chocobo"}, "a chocobo needs its child id"),
         (["--role", "chocobo", "--child-id", "two"], {}, "--child-id (ORCH_CHILD_ID) must be a whole number 1 or more"),
         (["--role", "chocobo"], {"ORCH_CHILD_ID": "0"}, "must be a whole number 1 or more, got '0'"),
-        (["--role", "moogle", "--url", "http://localhost"], {}, "--redis-url='http://localhost' has an unsupported"),
+        (["--role", "moogle", "--url", "http://localhost"], {}, "--url='http://localhost' has an unsupported"),
         (["--role", "moogle"], {"REDIS_URL": "localhost:6379"}, "REDIS_URL='localhost:6379' has an unsupported scheme"),
         (["--role", "moogle", "--redis-url", "redis://:x"], {}, "is not a valid URL"),
         (
-            ["--role", "moogle", "--http-port", "70000"],
+            ["--role", "moogle", "--transport", "http", "--http-port", "70000"],
             {},
             "--http-port (ORCH_HTTP_PORT) must be a whole number 1..65535",
         ),
@@ -58,6 +59,17 @@ def run_serve(*args: str, env: dict[str, str] | None = None) -> subprocess.Compl
         (["--role", "moogle"], {"REDIS_PORT": "lots"}, "REDIS_PORT='lots' is not a whole number"),
         (["--role", "moogle", "--verbose"], {}, "unrecognized arguments: --verbose"),
         (["--role"], {}, "argument --role: expected one argument"),
+        # combinations that make no sense
+        (["--role", "moogle", "--child-id", "2"], {}, "--child-id is for a chocobo only, and this is a moogle"),
+        (["--child-id", "1"], {"ORCH_ROLE": "summoner"}, "--child-id is for a chocobo only, and this is a summoner"),
+        (["--role", "moogle", "--http-port", "9000"], {}, "--http-port applies to --transport http only"),
+        (
+            ["--role", "chocobo", "--child-id", "1", "--http-host", "0.0.0.0", "--http-port", "9000"],
+            {"ORCH_TRANSPORT": "stdio"},
+            "--http-host and --http-port apply to --transport http only: add --transport http, or drop them",
+        ),
+        (["--role", "moogle", "--url", "redis://db:6379/0", "--port", "6380"], {}, "--url names the whole server"),
+        (["--role", "moogle", "--port", "0"], {}, "argument --port: 0 is out of range; use 1..65535"),
     ],
 )
 def test_usage_errors_exit_2_with_one_line(args: list[str], env: dict[str, str], message: str) -> None:
@@ -70,9 +82,9 @@ def test_usage_errors_exit_2_with_one_line(args: list[str], env: dict[str, str],
     assert lines[0].endswith("(see `orch-mcp serve --help`)")
 
 
-def test_help_lists_every_flag_and_its_variable() -> None:
+def test_help_lists_every_flag_its_variable_the_choices_and_examples() -> None:
     done = run_serve("--help")
-    assert done.returncode == 0
+    assert done.returncode == 0 and done.stderr == ""
     for flag, var in [
         ("--role", "ORCH_ROLE"),
         ("--session-id", "ORCH_SESSION_ID"),
@@ -82,9 +94,26 @@ def test_help_lists_every_flag_and_its_variable() -> None:
         ("--transport", "ORCH_TRANSPORT"),
         ("--http-host", "ORCH_HTTP_HOST"),
         ("--http-port", "ORCH_HTTP_PORT"),
+        ("--host", "REDIS_HOST"),
+        ("--port", "REDIS_PORT"),
+        ("--db", "REDIS_DB"),
+        ("--password", "REDIS_PASSWORD"),
     ]:
         assert flag in done.stdout and var in done.stdout
     assert "--url" in done.stdout
+    assert "{summoner,moogle,chocobo}" in done.stdout and "{stdio,http}" in done.stdout
+    assert "examples:\n  orch-mcp serve --role summoner\n" in done.stdout
+    assert "http://127.0.0.1:8001/mcp" in done.stdout
+
+
+def test_every_connection_flag_of_the_other_commands_and_flags_shadow_their_variables() -> None:
+    env = {"ORCH_ROLE": "moogle", "REDIS_URL": "not a url", "REDIS_HOST": "far", "REDIS_PORT": "lots"}
+    s = parse_settings(["--host", "near", "--port", "7001", "--db", "2", "--password", "pw"], env)
+    assert s.orch.redis.redis_url == "redis://:pw@near:7001/2"
+    s = parse_settings(["--port", "7002"], {**env, "REDIS_PORT": "lots", "REDIS_HOST": "cache"})
+    assert s.orch.redis.redis_url == "redis://cache:7002/0"  # REDIS_URL is replaced by any connection flag
+    # ORCH_CHILD_ID in an environment a team shares does not stop a moogle; the flag would
+    assert parse_settings([], {"ORCH_ROLE": "moogle", "ORCH_CHILD_ID": "2"}).child_id is None
 
 
 def test_environment_twins_and_defaults() -> None:
@@ -162,18 +191,25 @@ async def test_a_server_whose_redis_is_down_starts_and_says_how_to_fix_it(env_fo
                 )
 
 
-async def test_streamable_http_transport(env_for: dict[str, str]) -> None:
+ACCESS_LINE = '"POST /mcp HTTP/1.1"'  # what uvicorn's access log writes for each MCP call
+
+
+@pytest.mark.parametrize("level", ["WARNING", "INFO"])
+async def test_streamable_http_transport(env_for: dict[str, str], level: str) -> None:
     port = free_port()
     script = Path(sys.executable).parent / "orch-mcp"  # the console script, when installed next to this Python
     command = [str(script)] if script.exists() else [sys.executable, "-m", "orch_mcp"]
     command += ["serve", "--role", "summoner", "--transport", "http", "--http-port", str(port)]
+    started = f"orch-mcp serve: summoner serving MCP at http://127.0.0.1:{port}/mcp (Ctrl+C to stop)"
+    env = {**env_for, "ORCH_LOG_LEVEL": level}
     with anyio.fail_after(30):
-        async with await anyio.open_process(command, env=env_for, stdin=subprocess.DEVNULL) as process:
-            assert process.stderr is not None
+        async with await anyio.open_process(command, env=env, stdin=subprocess.DEVNULL) as process:
+            assert process.stderr is not None and process.stdout is not None
+            err = TextReceiveStream(process.stderr)
             log = ""
-            async for chunk in TextReceiveStream(process.stderr):
+            async for chunk in err:
                 log += chunk
-                if f"Uvicorn running on http://127.0.0.1:{port}" in log:
+                if started in log:
                     break
             else:
                 pytest.fail(f"the HTTP server did not start: {log}")
@@ -191,6 +227,31 @@ async def test_streamable_http_transport(env_for: dict[str, str]) -> None:
             finally:
                 process.terminate()
                 assert await process.wait() == 0
+            async for chunk in err:
+                log += chunk
+            out = "".join([chunk async for chunk in TextReceiveStream(process.stdout)])
+    calls = 4  # initialize, tools/list and two tools/call: one POST each, at least
+    if level == "WARNING":
+        assert log.splitlines() == [started], log  # the one line saying where, and nothing per request
+    else:
+        assert log.count(ACCESS_LINE) >= calls and "uvicorn.access" in log, log
+    assert out == ""
+
+
+def test_a_port_in_use_is_one_line_and_exit_1(env_for: dict[str, str]) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = run_serve("--role", "moogle", "--transport", "http", "--http-port", str(port), env=env_for)
+    assert done.returncode == 1, done
+    assert done.stderr.splitlines() == [
+        f"orch-mcp serve: port {port} on 127.0.0.1 is in use: pick another with --http-port (or ORCH_HTTP_PORT)"
+    ]
+    unknown = run_serve("--role", "moogle", "--transport", "http", "--http-host", "no-such-host.invalid", env=env_for)
+    assert unknown.returncode == 1 and "Traceback" not in unknown.stderr
+    assert len(unknown.stderr.splitlines()) == 1
+    assert unknown.stderr.startswith("orch-mcp serve: cannot listen on 'no-such-host.invalid' (")
 
 
 async def test_sigterm_stops_a_stdio_chocobo_and_releases_its_claim(r: Redis, env_for: dict[str, str]) -> None:

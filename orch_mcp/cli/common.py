@@ -13,119 +13,26 @@ import json
 import os
 import sys
 from collections.abc import Callable
-from typing import Any, NoReturn
+from typing import Any
 
 import redis.exceptions as rexc
 
-from ..config import RedisConfig, get_default_config
-from ..connection import namespace_or_default
+from ..config import RedisConfig
 from ..errors import OrchError
 from ..redis_client import translate
 from ..sessions import SessionConfig
-
-EXIT_OK = 0
-EXIT_ERROR = 1
-EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
-
-
-def prog_name(command: str, module: str) -> str:
-    """`python -m orch_mcp.cli.rpush` when run as that module, else `orch-mcp rpush`."""
-    main_file = os.path.basename(sys.argv[0]) if sys.argv else ""
-    if main_file and main_file == module.rsplit(".", 1)[-1] + ".py":
-        return f"python -m {module}"
-    return f"orch-mcp {command}"
-
-
-class Parser(argparse.ArgumentParser):
-    """An ArgumentParser whose usage errors are one line on stderr (exit code 2)."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_USAGE, f"{self.prog}: {message} (see `{self.prog} --help`)\n")
-
-
-def make_parser(prog: str, description: str, epilog: str | None = None) -> Parser:
-    """A parser with the project's error style; the epilog keeps its line breaks."""
-    return Parser(
-        prog=prog, description=description, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-
-
-def int_range(low: int, high: int | None = None) -> Callable[[str], int]:
-    """An argparse type: a whole number in low..high (a usage error otherwise)."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-        if value < low or (high is not None and value > high):
-            raise argparse.ArgumentTypeError(
-                f"{value} is out of range; use {low}..{high}" if high is not None else f"{value} is below {low}"
-            )
-        return value
-
-    return parse
-
-
-def seconds(text: str) -> float:
-    """An argparse type: a number of seconds, 0 or more."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"{text} is negative; use 0 or more seconds")
-    return value
-
-
-def add_connection_args(parser: argparse.ArgumentParser, *, namespace: bool = False, suppress: bool = False) -> None:
-    """--url/--redis-url, --host, --port, --db, --password (and --namespace): flags win over the environment.
-
-    With `suppress` the flags leave no default behind, so a subcommand can repeat them without
-    overwriting what was given before the subcommand name.
-    """
-    default: Any = argparse.SUPPRESS if suppress else None
-    group = parser.add_argument_group("Redis connection (flags win over REDIS_URL, REDIS_HOST, REDIS_PORT, …)")
-    group.add_argument(
-        "--url",
-        "--redis-url",
-        dest="url",
-        metavar="URL",
-        default=default,
-        help="redis://host:port/db, rediss:// for TLS or unix:///path (default: REDIS_URL)",
-    )
-    group.add_argument("--host", default=default, help="Redis host (default: REDIS_HOST or localhost)")
-    group.add_argument(
-        "--port", type=int_range(1, 65535), default=default, help="Redis port (default: REDIS_PORT or 6379)"
-    )
-    group.add_argument(
-        "--db", type=int_range(0), default=default, help="Redis database number (default: REDIS_DB or 0)"
-    )
-    group.add_argument("--password", default=default, help="Redis password (default: REDIS_PASSWORD)")
-    if namespace:
-        group.add_argument(
-            "--namespace",
-            default=default,
-            metavar="NS",
-            help="namespace of the sessions on this Redis (default: ORCH_NAMESPACE or orch)",
-        )
-
-
-def redis_config(args: argparse.Namespace) -> RedisConfig:
-    """The Redis settings: the environment's, with the connection flags applied."""
-    return get_default_config().with_overrides(
-        url=getattr(args, "url", None),
-        host=getattr(args, "host", None),
-        port=getattr(args, "port", None),
-        db=getattr(args, "db", None),
-        password=getattr(args, "password", None),
-    )
-
-
-def namespace(args: argparse.Namespace) -> str:
-    """The namespace: --namespace, else ORCH_NAMESPACE, else the default."""
-    return namespace_or_default(getattr(args, "namespace", None))
+from .flags import EXIT_ERROR as EXIT_ERROR
+from .flags import EXIT_INTERRUPTED as EXIT_INTERRUPTED
+from .flags import EXIT_OK as EXIT_OK
+from .flags import EXIT_USAGE as EXIT_USAGE
+from .flags import Parser as Parser
+from .flags import add_connection_args as add_connection_args
+from .flags import int_range as int_range
+from .flags import make_parser as make_parser
+from .flags import namespace as namespace
+from .flags import prog_name as prog_name
+from .flags import redis_config as redis_config
+from .flags import seconds as seconds
 
 
 def usage_error(prog: str, message: str) -> int:
