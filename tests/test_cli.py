@@ -328,6 +328,16 @@ def test_bad_redis_url_in_environment_is_one_line(env_for: dict[str, str]) -> No
     assert "unsupported scheme" in one_error_line(proc)
 
 
+def test_init_help_shows_the_subcommand_as_optional(env_for: dict[str, str]) -> None:
+    for args, prog in ([INIT, "python -m orch_mcp.cli.init_orch"], [["-m", "orch_mcp", "init"], "orch-mcp init"]):
+        proc = run_cli([*args, "--help"], env_for)
+        assert proc.returncode == 0, proc.stderr
+        usage = proc.stdout.split("\n\n", 1)[0].splitlines()
+        assert usage[0].startswith(f"usage: {prog} [options] ") and usage[0].endswith("   create a session")
+        assert usage[1].strip().startswith(f"{prog} {{get,list,cleanup}} [options]")
+        assert "subcommands (optional: without one, init creates a session):" in proc.stdout
+
+
 def test_help_exits_0(env_for: dict[str, str]) -> None:
     for args in ([*RPUSH, "--help"], [*BLPOP, "--help"], [*INIT, "--help"], ["-m", "orch_mcp", "--help"]):
         proc = run_cli(args, env_for)

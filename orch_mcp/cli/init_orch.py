@@ -48,8 +48,13 @@ def build_parser() -> argparse.ArgumentParser:
     """The init_orch command line (create by default; get, list and cleanup subcommands)."""
     prog = common.prog_name("init", "orch_mcp.cli.init_orch")
     parser = common.make_parser(
-        prog, "Create an orchestration session, or show, list or remove sessions.", EXAMPLES.replace("%(prog)s", prog)
+        prog,
+        "Create an orchestration session (no subcommand), or show, list or remove sessions.",
+        EXAMPLES.replace("%(prog)s", prog),
     )
+    # argparse would show the subcommand as required; without one, init creates a session.
+    create, manage = f"{prog} [options]", f"{prog} {{get,list,cleanup}} [options]"
+    parser.usage = f"{create:<{len(manage)}}   create a session\n       {manage}   show, list or remove sessions"
     parser.add_argument(
         "--summoner-mode",
         action="store_true",
@@ -73,7 +78,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="lifetime of an idle session (default: REDIS_TTL or 3600)",
     )
     _add_output_args(parser, suppress=False)
-    sub = parser.add_subparsers(dest="command", metavar="{get,list,cleanup}")
+    sub = parser.add_subparsers(
+        dest="command",
+        metavar="{get,list,cleanup}",
+        title="subcommands (optional: without one, init creates a session)",
+    )
     get = sub.add_parser("get", help="show a session", description="Show a session's configuration.")
     _add_which_args(get)
     _add_output_args(get, suppress=True)
