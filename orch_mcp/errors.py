@@ -24,7 +24,12 @@ class NotFoundError(OrchError):
 
 
 class NoSessionError(NotFoundError):
-    """No session exists yet in this namespace."""
+    """No session exists yet in this namespace (or its current one expired)."""
+
+    def __init__(self, situation: str, hint: str = "have the summoner call init_session first") -> None:
+        super().__init__(f"{situation}: {hint}")
+        #: What is missing, without the advice (each front end gives its own).
+        self.situation = situation
 
 
 class SessionGoneError(NotFoundError):

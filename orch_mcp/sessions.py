@@ -236,13 +236,12 @@ def _own(cfg: SessionConfig, namespace: str, ref: str) -> SessionConfig:
 async def current_session(r: Redis, *, namespace: str) -> SessionConfig:
     """The session the latest init_session in `namespace` created; NoSessionError if there is none (alive)."""
     sid = await r.get(NamespaceKeys(validate_identifier(namespace, "namespace")).current)
-    hint = "have the summoner call init_session first"
     if sid is None:
-        raise NoSessionError(f"no session exists yet in namespace {namespace!r}: {hint}")
+        raise NoSessionError(f"no session exists yet in namespace {namespace!r}")
     try:
         return await load_session(r, namespace=namespace, session_id=sid)
     except NotFoundError:
-        raise NoSessionError(f"the current session {sid!r} of namespace {namespace!r} has expired: {hint}") from None
+        raise NoSessionError(f"the current session {sid!r} of namespace {namespace!r} has expired") from None
 
 
 async def resolve_session(

@@ -282,6 +282,21 @@ def test_init_bad_session_id_is_one_line(env_for: dict[str, str]) -> None:
         ["-m", "orch_mcp", "watch", "--bogus"],
         ["-m", "orch_mcp", "redis", "restart"],
         ["-m", "orch_mcp", "demo", "--children", "0"],
+        ["-m", "orch_mcp"],
+        ["-m", "orch_mcp.cli.main"],
+        ["-m", "orch_mcp", "scenario"],
+        ["-m", "orch_mcp.scenarios.moogle_scenario", "--tasks"],
+        ["-m", "orch_mcp.scenarios.chocobo_scenario", "--child-id", "0"],
+        ["-m", "orch_mcp.scenarios.summoner_scenario", "--bogus"],
+        ["-m", "orch_mcp", "serve", "--role", "moogle", "--child-id", "2"],
+        ["-m", "orch_mcp.serve", "--bogus"],
+        ["-m", "orch_mcp", "status", "one", "--prefix", "two"],
+        ["-m", "orch_mcp", "redis", "status", "--url", "redis://127.0.0.1:6379/0"],
+        ["-m", "orch_mcp.cli.redis_cmd", "stop", "--port", "0"],
+        [*RPUSH, "--url", "http://localhost", "q", "m"],
+        [*INIT, "--url", "redis://127.0.0.1:6379/0", "--port", "6380"],
+        [*INIT, "list", "--namespace", "a b"],
+        ["-m", "orch_mcp.cli.watch", "--session-id"],
     ],
     ids=lambda a: " ".join(a[1:]),
 )
@@ -308,6 +323,12 @@ def test_bad_flags_exit_2_with_one_line(args: list[str], env_for: dict[str, str]
         ["-m", "orch_mcp.scenarios.moogle_scenario", "--session-id", "abc"],
         ["-m", "orch_mcp.scenarios.chocobo_scenario", "--session-id", "abc", "--child-id", "1"],
         ["-m", "orch_mcp", "demo", "--json", "--url"],
+        [*INIT, "list"],
+        ["-m", "orch_mcp", "init", "list", "--json"],
+        ["-m", "orch_mcp", "status", "--session-id", "abc"],
+        ["-m", "orch_mcp.cli.status", "abc"],
+        ["-m", "orch_mcp.cli.watch"],
+        ["-m", "orch_mcp", "scenario", "chocobo", "--child-id", "1"],
     ],
     ids=lambda a: " ".join(a[1:]),
 )
@@ -322,10 +343,31 @@ def test_unreachable_redis_exit_1_with_one_line(args: list[str], env_for: dict[s
     assert "orch-mcp redis start" in line
 
 
-def test_bad_redis_url_in_environment_is_one_line(env_for: dict[str, str]) -> None:
-    proc = run_cli([*RPUSH, "q", "m"], {**env_for, "REDIS_URL": "http://nope"})
-    assert proc.returncode == 1
-    assert "unsupported scheme" in one_error_line(proc)
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("REDIS_URL", "http://nope", "REDIS_URL='http://nope' has an unsupported scheme"),
+        ("REDIS_PORT", "lots", "REDIS_PORT='lots' is not a whole number"),
+        ("ORCH_NAMESPACE", "a b", "ORCH_NAMESPACE: invalid namespace 'a b'"),
+    ],
+)
+def test_a_bad_setting_in_the_environment_is_a_usage_error(
+    env_for: dict[str, str], variable: str, value: str, message: str
+) -> None:
+    env = {k: v for k, v in env_for.items() if k != "REDIS_URL"}
+    for args in ([*INIT, "list"], ["-m", "orch_mcp", "status"]):
+        proc = run_cli(args, {**env, variable: value})
+        assert proc.returncode == 2, (args, proc.stderr)
+        line = one_error_line(proc)
+        assert message in line and line.endswith("--help`)"), line
+
+
+def test_a_flag_shadows_a_bad_variable_it_replaces(env_for: dict[str, str], redis_url: str, rc: redis.Redis) -> None:
+    env = {**env_for, "REDIS_URL": "not a url", "ORCH_NAMESPACE": "a b"}
+    proc = run_cli([*RPUSH, "--url", redis_url, "q", "m"], env)
+    assert proc.returncode == 0, proc.stderr
+    proc = run_cli([*INIT, "list", "--url", redis_url, "--namespace", "fine"], env)
+    assert proc.returncode == 0 and proc.stdout == "no live sessions in namespace fine\n", proc.stderr
 
 
 def test_init_help_shows_the_subcommand_as_optional(env_for: dict[str, str]) -> None:

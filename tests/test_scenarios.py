@@ -144,7 +144,8 @@ def test_moogle_without_a_session_says_what_to_do(env_for: dict[str, str]) -> No
     proc = run_cli([*MOOGLE, "--tasks", "x"], env_for)
     assert proc.returncode == 1
     assert one_error_line(proc) == (
-        "orch-mcp: no session exists yet in namespace 'test': have the summoner call init_session first"
+        "orch-mcp: no session exists yet in namespace 'test': create one with `orch-mcp init` (or have the summoner "
+        "call init_session), or name one with `python -m orch_mcp.scenarios.moogle_scenario --session-id ID`"
     )
 
 

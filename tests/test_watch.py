@@ -143,15 +143,31 @@ def test_status_json_and_text(env_for: dict[str, str], redis_url: str) -> None:
         assert f"session {sid} · summoner mode · 2 children" in text.stdout
         assert f"working on {task.task_id[:8]} for " in text.stdout and "Count the stars" in text.stdout
         assert "latest events" in text.stdout
+        # piped: plain lines, no padding to the console's width (rich pads table cells and rows)
+        lines = text.stdout.splitlines()
+        assert len(lines) > 10 and "" in lines and "\x1b" not in text.stdout
+        assert [line for line in lines if line != line.rstrip()] == []
+        # the session named as in the other commands: --session-id or --prefix
+        for args in (["--session-id", sid], ["--prefix", f"summoner:{{{sid}}}"]):
+            same = orch("status", *args, "--json", env=env_for)
+            assert same.returncode == 0 and json.loads(same.stdout)["session_id"] == sid, same.stderr
 
 
-def test_status_without_a_session(env_for: dict[str, str]) -> None:
-    proc = orch("status", env=env_for)
+@pytest.mark.parametrize("command", ["status", "watch"])
+def test_without_a_session_says_what_to_run(env_for: dict[str, str], command: str) -> None:
+    proc = orch(command, env=env_for)
     assert proc.returncode == 1
-    assert one_error_line(proc).startswith("orch-mcp: no session exists yet in namespace 'test'")
-    proc = orch("status", "no-such-session", env=env_for)
-    assert proc.returncode == 1
-    assert "session 'no-such-session' not found" in one_error_line(proc)
+    assert one_error_line(proc) == (
+        "orch-mcp: no session exists yet in namespace 'test': create one with `orch-mcp init` (or have the "
+        f"summoner call init_session), or name one with `orch-mcp {command} --session-id ID`"
+    )
+    for args in (["no-such-session"], ["--session-id", "no-such-session"]):
+        proc = orch(command, *args, env=env_for)
+        assert proc.returncode == 1
+        assert "session 'no-such-session' not found" in one_error_line(proc)
+    proc = orch(command, "one", "--session-id", "other", env=env_for)
+    assert proc.returncode == 2
+    assert one_error_line(proc).startswith(f"orch-mcp {command}: argument --session-id: not allowed with argument")
 
 
 # ---------------------------------------------------------------- watch without a terminal: one line per event

@@ -18,7 +18,7 @@ from typing import Any
 import redis.exceptions as rexc
 
 from ..config import RedisConfig
-from ..errors import OrchError
+from ..errors import ConfigError, InvalidIdentifierError, NoSessionError, OrchError
 from ..redis_client import translate
 from ..sessions import SessionConfig
 from .flags import EXIT_ERROR as EXIT_ERROR
@@ -87,11 +87,21 @@ def run(
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help (0) or a usage error (2), already printed
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    if hasattr(args, "url"):  # a command that connects: its settings, from flags and environment, must be usable
+        try:
+            redis_config(args)
+            if hasattr(args, "namespace"):
+                namespace(args)
+        except (ConfigError, InvalidIdentifierError) as exc:
+            return usage_error(parser.prog, str(exc))
     try:
         return handler(args)
     except (KeyboardInterrupt, asyncio.CancelledError):
         # On Python 3.10, Ctrl+C inside anyio.run/asyncio.run surfaces as the main task's CancelledError.
         return interrupted
+    except NoSessionError as exc:  # the model-facing hint names a tool; a person at a shell gets commands too
+        hint = "create one with `orch-mcp init` (or have the summoner call init_session)"
+        return fail(f"{exc.situation}: {hint}, or name one with `{parser.prog} --session-id ID`")
     except OrchError as exc:
         return fail(str(exc))
     except BrokenPipeError:  # the reader went away (`| head`): stop quietly

@@ -31,9 +31,14 @@ def usage() -> str:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `orch-mcp` console script."""
     args = sys.argv[1:] if argv is None else argv
-    if not args or args[0] in ("-h", "--help"):
+    if not args:
+        print(
+            f"orch-mcp: no command given; choose one of: {', '.join(COMMANDS)} (see `orch-mcp --help`)", file=sys.stderr
+        )
+        return 2
+    if args[0] in ("-h", "--help"):
         print(usage())
-        return 0 if args else 2
+        return 0
     if args[0] in ("-V", "--version"):
         from orch_mcp import __version__
 
@@ -41,8 +46,15 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     entry = COMMANDS.get(args[0])
     if entry is None:
-        print(f"orch-mcp: unknown command {args[0]!r}; choose one of: {', '.join(COMMANDS)}", file=sys.stderr)
+        print(
+            f"orch-mcp: unknown command {args[0]!r}; choose one of: {', '.join(COMMANDS)} (see `orch-mcp --help`)",
+            file=sys.stderr,
+        )
         return 2
     module = importlib.import_module(entry[0])
     code: int = module.main(args[1:])
     return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -36,7 +36,7 @@ def handle(args: argparse.Namespace) -> int:
     if args.json:
         common.print_json(snap.model_dump(mode="json"))
     else:
-        Console(highlight=False).print(view.render(snap, source=f"Redis {common.redis_config(args).display_url}"))
+        view.show(Console(highlight=False), view.render(snap, source=f"Redis {common.redis_config(args).display_url}"))
     return common.EXIT_OK
 
 

@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 
 import anyio
 from rich import box
-from rich.console import Group, RenderableType
+from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
@@ -23,14 +23,16 @@ EVENT_STYLE = {"done": "green", "failed": "red", "working": "yellow", "queued": 
 
 
 def add_view_args(parser: argparse.ArgumentParser) -> None:
-    """SESSION, --events and the connection flags, shared by status and watch."""
-    parser.add_argument(
+    """SESSION (or --session-id / --prefix, as in the other commands), --events and the connection flags."""
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument(
         "session",
         nargs="?",
-        default="current",
         metavar="SESSION",
         help="a session id or prefix (default: the namespace's current session)",
     )
+    which.add_argument("--session-id", metavar="ID", help="the session's id (the same as SESSION)")
+    which.add_argument("--prefix", metavar="PREFIX", help="the session's prefix, e.g. myproject-host-001")
     parser.add_argument(
         "--events",
         type=common.int_range(0, 100),
@@ -138,6 +140,17 @@ def render(snap: SessionSnapshot, *, source: str = "", footer: str = "") -> Rend
     return Group(*parts)
 
 
+def show(console: Console, renderable: RenderableType) -> None:
+    """Print `renderable`; without a terminal (piped, redirected) as plain lines with no trailing spaces."""
+    if console.is_terminal:
+        console.print(renderable)
+        return
+    with console.capture() as captured:
+        console.print(renderable)
+    for line in captured.get().splitlines():
+        print(line.rstrip(), flush=True)
+
+
 def event_lines(events: list[EventView]) -> list[str]:
     """Events as plain lines, in the order given (watch without a terminal)."""
     lines = []
@@ -156,7 +169,8 @@ async def open_session(args: argparse.Namespace) -> AsyncIterator[tuple[Redis, S
     client = create_client(cfg)
     try:
         with redis_errors(cfg):
-            session = await resolve_session(client, common.namespace(args), args.session)
+            ref = args.session or args.session_id
+            session = await resolve_session(client, common.namespace(args), ref, prefix=args.prefix)
             yield client, session
     finally:
         with anyio.CancelScope(shield=True):

@@ -34,9 +34,11 @@ def usage() -> str:
 def main(argv: list[str] | None = None) -> int:
     """Dispatch to the scenario's own main()."""
     args = sys.argv[1:] if argv is None else argv
-    if not args or args[0] in ("-h", "--help"):
-        print(usage(), file=sys.stdout if args else sys.stderr)
-        return common.EXIT_OK if args else common.EXIT_USAGE
+    if not args:
+        return common.usage_error(PROG, f"no scenario given; choose one of: {', '.join(SCENARIOS)}")
+    if args[0] in ("-h", "--help"):
+        print(usage())
+        return common.EXIT_OK
     entry = SCENARIOS.get(args[0])
     if entry is None:
         return common.usage_error(PROG, f"unknown scenario {args[0]!r}; choose one of: {', '.join(SCENARIOS)}")
