@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,7 +15,7 @@ import pytest
 import redis
 from cli_helpers import one_error_line, orch
 
-from orch_mcp.cli import redis_cmd
+from orch_mcp.cli import redis_cmd, redis_probe
 from orch_mcp.embedded import free_port
 
 
@@ -90,6 +93,63 @@ def test_a_foreign_redis_on_the_port_is_left_alone(daemon_env: tuple[dict[str, s
     assert stop.returncode == 0 and "nothing to stop" in stop.stdout
     with redis.Redis.from_url(redis_url) as client:
         assert client.ping()
+
+
+def test_status_and_stop_find_it_from_another_state_dir_and_stop_waits_for_the_exit(
+    daemon_env: tuple[dict[str, str], int], tmp_path: Path
+) -> None:
+    env, port = daemon_env
+    url = f"redis://127.0.0.1:{port}/0"
+    # started from tmp_path with a relative state dir: the server gets absolute paths (it changes into its dir)
+    started = subprocess.run(
+        [sys.executable, "-m", "orch_mcp", "redis", "start", "--port", str(port)],
+        env={**env, "ORCH_STATE_DIR": "state"},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    data_dir = tmp_path / "state" / f"redis-{port}"
+    assert started.returncode == 0, started.stderr
+    assert f"data in {data_dir})" in started.stdout
+    pid = int((data_dir / "redis.pid").read_text())
+
+    other = {**env, "ORCH_STATE_DIR": str(tmp_path / "elsewhere")}
+    status = orch("redis", "status", "--port", str(port), env=other)
+    assert status.returncode == 0, status.stderr
+    lines = status.stdout.splitlines()
+    assert lines[0] == f"running at {url}" and f"  pid       {pid}" in lines
+    assert f"  data dir  {data_dir} (AOF on)" in lines
+    assert lines[-1].startswith(f"  note      started with another state dir than this shell's ({tmp_path}/elsewhere/")
+    info = json.loads(orch("redis", "status", "--port", str(port), "--json", env=other).stdout)
+    assert (info["running"], info["elsewhere"], info["data_dir"], info["pid"]) == (True, True, str(data_dir), pid)
+    assert info["version"].split()[0] in ("Redis", "Valkey")
+
+    stopped = orch("redis", "stop", "--port", str(port), env=other)
+    assert stopped.returncode == 0, stopped.stderr
+    assert stopped.stdout.strip() == f"Redis at {url} stopped (pid {pid}); data kept in {data_dir}"
+    # "stopped" means exited: the process is gone (or a zombie its parent has not reaped) and the port is closed
+    assert not redis_probe.alive(pid)
+    with pytest.raises(ConnectionRefusedError), socket.create_connection(("127.0.0.1", port), timeout=2):
+        pass
+    assert not (data_dir / "redis.pid").exists()
+
+
+def test_a_server_that_does_not_answer_is_reported_with_its_pid(daemon_env: tuple[dict[str, str], int]) -> None:
+    env, port = daemon_env
+    assert orch("redis", "start", "--port", str(port), env=env).returncode == 0
+    pidfile = Path(env["ORCH_STATE_DIR"]) / f"redis-{port}" / "redis.pid"
+    pid = int(pidfile.read_text())
+    os.kill(pid, signal.SIGSTOP)  # hung: it accepts connections (the kernel does) but answers nothing
+    try:
+        status = orch("redis", "status", "--port", str(port), env=env)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert status.returncode == 1
+    assert status.stdout.strip() == (
+        f"not answering at redis://127.0.0.1:{port}/0, but redis-server pid {pid} (from {pidfile}) is alive: "
+        f"stop it with `kill {pid}`"
+    )
 
 
 def test_state_dir_follows_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

