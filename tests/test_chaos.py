@@ -573,7 +573,7 @@ async def http_chocobo(env: dict[str, str], session_id: str) -> AsyncIterator[st
         with anyio.fail_after(30):
             async for chunk in TextReceiveStream(process.stderr):
                 log += chunk
-                if f"Uvicorn running on http://127.0.0.1:{port}" in log:
+                if f"serving MCP at http://127.0.0.1:{port}/mcp" in log:
                     break
             else:
                 pytest.fail(f"the HTTP server did not start: {log}")
