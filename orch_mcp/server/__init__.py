@@ -8,12 +8,13 @@ message - what was wrong and what to do - reaches the model.
 
 Modules, by what changes together: `settings` (what a server is), `state` (what it holds while it
 runs), `adapter` (function -> tool), `models` (output models, shared argument types), `texts` (what
-the model reads), one module per role's tools (`summoner`, `moogle`, `chocobo`), and `app`
-(`ROLE_TOOLS`, `create_server`).
+the model reads), `catalog` (each tool's title and annotations), one module per role's tools
+(`summoner`, `moogle`, `chocobo`), and `app` (`ROLE_TOOLS`, `create_server`).
 """
 
-from .adapter import compact_schema, tool_adapter
+from .adapter import tool_adapter
 from .app import ROLE_TOOLS, create_server
+from .catalog import TOOL_INFO, ToolInfo
 from .settings import (
     DEFAULT_WAIT_S,
     MAX_WAIT_S,
@@ -37,12 +38,13 @@ __all__ = [
     "ROLES",
     "ROLE_TOOLS",
     "SESSION_CHECK_S",
+    "TOOL_INFO",
     "TRANSPORTS",
     "Role",
     "ServerSettings",
     "ServerState",
+    "ToolInfo",
     "Transport",
-    "compact_schema",
     "create_server",
     "instructions",
     "tool_adapter",

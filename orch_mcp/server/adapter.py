@@ -1,4 +1,4 @@
-"""How a plain async function becomes a tool: errors to ToolError, results, progress, a flat output schema."""
+"""How a plain async function becomes a tool: errors to ToolError, results, progress."""
 
 from __future__ import annotations
 
@@ -6,13 +6,12 @@ import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, ParamSpec, TypeVar
+from typing import ParamSpec, TypeVar
 
 import anyio
 import redis.exceptions as rexc
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
-from mcp.server.mcpserver.tools import Tool
 from mcp_types import CallToolResult, TextContent
 from pydantic import BaseModel
 
@@ -102,52 +101,3 @@ class _Progress:
             await self.ctx.report_progress(elapsed, total=self.timeout_s, message=message)
         except Exception as exc:  # progress is best effort; the wait goes on
             log.debug("progress notification failed: %s", exc)
-
-
-def _tool(fn: Callable[..., Awaitable[CallToolResult]]) -> Tool:
-    """The tool for `fn`, its output schema flattened (see compact_schema)."""
-    tool = Tool.from_function(fn)
-    if tool.fn_metadata.output_schema is not None:
-        tool.fn_metadata.output_schema = compact_schema(tool.fn_metadata.output_schema)
-    return tool
-
-
-def compact_schema(schema: dict[str, Any]) -> dict[str, Any]:
-    """The same JSON schema with `$defs` references inlined and `anyOf: [X, null]` written as `type: [x, "null"]`.
-
-    It accepts exactly the same documents; clients validate every structured result against it, and
-    the flat form checks in about half the time of pydantic's (one `$ref` lookup per nested model).
-    A schema whose references are recursive is returned unchanged.
-    """
-    defs: dict[str, Any] = schema.get("$defs", {})
-
-    def walk(node: Any, seen: tuple[str, ...]) -> Any:
-        if isinstance(node, list):
-            return [walk(item, seen) for item in node]
-        if not isinstance(node, dict):
-            return node
-        ref = node.get("$ref")
-        if isinstance(ref, str):
-            name = ref.rsplit("/", 1)[-1]
-            if not ref.startswith("#/$defs/") or name not in defs or name in seen:
-                raise _Unflattenable(ref)
-            inner = walk(defs[name], (*seen, name))
-            return {**inner, **{k: walk(v, seen) for k, v in node.items() if k != "$ref"}}
-        out = {k: walk(v, seen) for k, v in node.items() if k != "$defs"}
-        options = out.get("anyOf")
-        if isinstance(options, list) and len(options) == 2 and {"type": "null"} in options:
-            other = next(o for o in options if o != {"type": "null"})
-            if isinstance(other.get("type"), str) and not {"enum", "const", "anyOf", "oneOf", "allOf"} & set(other):
-                del out["anyOf"]
-                out = {**other, **out, "type": [other["type"], "null"]}
-        return out
-
-    try:
-        flat: dict[str, Any] = walk(schema, ())
-    except _Unflattenable:
-        return schema
-    return flat
-
-
-class _Unflattenable(Exception):
-    pass

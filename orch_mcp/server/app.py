@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.tools import Tool
 from mcp_types import CallToolResult
 
 from .. import __version__
-from .adapter import _tool
+from .catalog import tool_info
 from .chocobo import _newest_is_the_child, heartbeat, report, wait_for_task
 from .moogle import (
     _redeliver_cancelled_reports,
@@ -34,15 +35,22 @@ ROLE_TOOLS: dict[Role, tuple[Callable[..., Awaitable[CallToolResult]], ...]] = {
 def create_server(settings: ServerSettings, *, on_close: Callable[[], None] | None = None) -> MCPServer[ServerState]:
     """An MCP server for `settings.role`, listing only that role's tools; `on_close()` runs when its lifespan ends."""
     suffix = f" {settings.child_id}" if settings.role == "chocobo" else ""
+    tools = [_tool(fn) for fn in ROLE_TOOLS[settings.role]]
     server: MCPServer[ServerState] = MCPServer(
         f"orch-mcp {settings.role}{suffix}",
         instructions=instructions(settings),
         version=__version__,
         lifespan=_lifespan(settings, on_close),
-        tools=[_tool(fn) for fn in ROLE_TOOLS[settings.role]],
+        tools=tools,
     )
     if settings.role == "moogle":
         server.middleware.append(_redeliver_cancelled_reports)
     if settings.role == "chocobo":
         server.middleware.append(_newest_is_the_child)
     return server
+
+
+def _tool(fn: Callable[..., Awaitable[CallToolResult]]) -> Tool:
+    """The tool for `fn`, with its title and annotations from the catalog."""
+    info = tool_info(fn.__name__)
+    return Tool.from_function(fn, title=info.title, annotations=info.annotations)
