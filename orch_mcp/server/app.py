@@ -31,6 +31,10 @@ ROLE_TOOLS: dict[Role, tuple[Callable[..., Awaitable[CallToolResult]], ...]] = {
     "chocobo": (wait_for_task, heartbeat, report),
 }
 
+#: What MCPServer registers whatever the server serves: its prompts and resources handlers (so `initialize`
+#: advertises both capabilities with nothing behind them). This server serves tools only; see `_tools_only`.
+UNSERVED_METHODS = ("prompts/list", "prompts/get", "resources/list", "resources/templates/list", "resources/read")
+
 
 def create_server(settings: ServerSettings, *, on_close: Callable[[], None] | None = None) -> MCPServer[ServerState]:
     """An MCP server for `settings.role`, listing only that role's tools; `on_close()` runs when its lifespan ends."""
@@ -42,7 +46,10 @@ def create_server(settings: ServerSettings, *, on_close: Callable[[], None] | No
         version=__version__,
         lifespan=_lifespan(settings, on_close),
         tools=tools,
+        # our tool list never changes: no subscriptions/listen, so no listChanged promise (2026-07-28 clients)
+        subscriptions=False,
     )
+    _tools_only(server)
     if settings.role == "moogle":
         server.middleware.append(_redeliver_cancelled_reports)
     if settings.role == "chocobo":
@@ -54,3 +61,16 @@ def _tool(fn: Callable[..., Awaitable[CallToolResult]]) -> Tool:
     """The tool for `fn`, with its title and annotations from the catalog."""
     info = tool_info(fn.__name__)
     return Tool.from_function(fn, title=info.title, annotations=info.annotations)
+
+
+def _tools_only(server: MCPServer[ServerState]) -> None:
+    """Withdraw the prompts and resources handlers MCPServer registers unasked, so `initialize` advertises tools only.
+
+    The SDK has no public way: it derives capabilities from the registered handlers and MCPServer
+    registers every one (upstream: https://github.com/modelcontextprotocol/python-sdk/issues/2473).
+    This reaches into the low-level server's handler map; `del` fails loudly at start-up if the SDK
+    moves it, and tests/test_tool_surface.py checks what `initialize` advertises.
+    """
+    handlers = server._lowlevel_server._request_handlers
+    for method in UNSERVED_METHODS:
+        del handlers[method]
