@@ -8,8 +8,9 @@ message - what was wrong and what to do - reaches the model.
 
 Modules, by what changes together: `settings` (what a server is), `state` (what it holds while it
 runs), `adapter` (function -> tool), `models` (output models, shared argument types), `texts` (what
-the model reads), `catalog` (each tool's title and annotations), one module per role's tools
-(`summoner`, `moogle`, `chocobo`), and `app` (`ROLE_TOOLS`, `create_server`).
+the model reads), `catalog` (each tool's title and annotations), `arguments` (the texts for bad
+arguments and unknown tools), one module per role's tools (`summoner`, `moogle`, `chocobo`), and
+`app` (`ROLE_TOOLS`, `create_server`).
 """
 
 from .adapter import tool_adapter

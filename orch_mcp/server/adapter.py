@@ -1,11 +1,12 @@
-"""How a plain async function becomes a tool: errors to ToolError, results, progress."""
+"""How a plain async function becomes a tool: unknown arguments refused, errors to ToolError, results, progress."""
 
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import ParamSpec, TypeVar
 
 import anyio
@@ -17,6 +18,7 @@ from pydantic import BaseModel
 
 from ..errors import OrchError
 from ..redis_client import redis_errors
+from .arguments import unknown_arguments_text
 from .settings import POLL_S
 from .state import ServerState
 
@@ -35,13 +37,19 @@ def _state(ctx: Context[ServerState]) -> ServerState:
 
 
 def tool_adapter(fn: Callable[P, Awaitable[CallToolResult]]) -> Callable[P, Awaitable[CallToolResult]]:
-    """Turn the project's errors (and redis-py's) into ToolError, whose message is what the model reads."""
+    """Refuse arguments `fn` does not take; turn the project's errors (and redis-py's) into ToolError, whose message
+    is what the model reads."""
+    known = [name for name in inspect.signature(fn).parameters if name != "ctx"]
 
     @functools.wraps(fn)
     async def adapter(*args: P.args, **kwargs: P.kwargs) -> CallToolResult:
         ctx = kwargs["ctx"]
         if not isinstance(ctx, Context):  # every tool takes ctx by keyword: a wiring mistake, not a user's
             raise TypeError(f"{fn.__name__} must be called with ctx=Context")
+        sent = (ctx.request_context.params or {}).get("arguments")
+        unknown = [name for name in sent if name not in known] if isinstance(sent, Mapping) else []
+        if unknown:  # the SDK drops them silently: the call would run without what the model meant to say
+            raise ToolError(unknown_arguments_text(fn.__name__, unknown, known))
         config = _state(ctx).settings.orch.redis
         try:
             with redis_errors(config):

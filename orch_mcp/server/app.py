@@ -9,6 +9,7 @@ from mcp.server.mcpserver.tools import Tool
 from mcp_types import CallToolResult
 
 from .. import __version__
+from .arguments import argument_texts
 from .catalog import tool_info
 from .chocobo import _newest_is_the_child, heartbeat, report, wait_for_task
 from .moogle import (
@@ -40,6 +41,7 @@ def create_server(settings: ServerSettings, *, on_close: Callable[[], None] | No
     """An MCP server for `settings.role`, listing only that role's tools; `on_close()` runs when its lifespan ends."""
     suffix = f" {settings.child_id}" if settings.role == "chocobo" else ""
     tools = [_tool(fn) for fn in ROLE_TOOLS[settings.role]]
+    role_tools: dict[str, list[str]] = {role: [fn.__name__ for fn in fns] for role, fns in ROLE_TOOLS.items()}
     server: MCPServer[ServerState] = MCPServer(
         f"orch-mcp {settings.role}{suffix}",
         instructions=instructions(settings),
@@ -48,6 +50,7 @@ def create_server(settings: ServerSettings, *, on_close: Callable[[], None] | No
         tools=tools,
         # our tool list never changes: no subscriptions/listen, so no listChanged promise (2026-07-28 clients)
         subscriptions=False,
+        middleware=[argument_texts(settings.role, tools, role_tools)],
     )
     _tools_only(server)
     if settings.role == "moogle":
