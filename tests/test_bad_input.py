@@ -570,6 +570,7 @@ CALLS: dict[str, Call] = {
     "report status 'ok'": Call(
         "one", "report", {"task_id": "f" * 32, "result": "r", "status": "ok"}, ("status", "'done' or 'failed'"), ONE
     ),
+    # ---- an argument the tool does not take (the SDK would drop it and run the call without it)
     "send_task unknown argument": Call(
         "moogle",
         "send_task",
