@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from typing import TypedDict
 
-from .config import DEFAULT_NAMESPACE, RedisConfig
+from .config import RedisConfig
 from .redis_client import resolve_config
+from .settings import NamespaceSettings
 from .utils import validate_identifier
 
 
@@ -34,4 +34,4 @@ def connection_config(
 
 def namespace_or_default(namespace: str | None) -> str:
     """`namespace`, else ORCH_NAMESPACE, else the default, validated."""
-    return validate_identifier(namespace or os.environ.get("ORCH_NAMESPACE") or DEFAULT_NAMESPACE, "namespace")
+    return validate_identifier(namespace, "namespace") if namespace else NamespaceSettings.load().namespace

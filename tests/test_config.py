@@ -8,6 +8,7 @@ import redis.connection
 from orch_mcp.config import OrchConfig, RedisConfig, get_default_config
 from orch_mcp.connection import connection_config
 from orch_mcp.errors import ConfigError, OrchError
+from orch_mcp.settings import NamespaceSettings, OrchSettings, RedisSettings, ServeSettings, twin
 
 
 def test_defaults_from_an_empty_environment() -> None:
@@ -133,3 +134,64 @@ def test_a_password_with_url_characters_survives_the_url() -> None:
     kwargs = redis.connection.parse_url(config.redis_url)  # what redis-py makes of the URL
     assert (kwargs["password"], kwargs["host"], kwargs["port"]) == (password, "example.org", 6380)
     assert password not in config.display_url
+
+
+# ---------------------------------------------------------------- one settings model for flags, variables and code
+
+
+@pytest.mark.parametrize(
+    ("name", "raw", "problem"),
+    [
+        ("port", "0", "is out of range; use 1..65535"),
+        ("port", "lots", "is not a whole number; use 1..65535"),
+        ("db", "-1", "is out of range; use 0 or more"),
+        ("url", "http://h", "has an unsupported scheme; use redis://host:port/db"),
+        ("url", "redis:///0", "names no host"),
+    ],
+)
+def test_a_flag_and_its_variable_are_checked_and_described_by_one_field(name: str, raw: str, problem: str) -> None:
+    field = RedisSettings.model_fields[name]
+    variable, flag = twin(field).env, twin(field).flags[0]
+    with pytest.raises(ConfigError) as from_env:
+        RedisSettings.load(env={variable: raw})
+    with pytest.raises(ConfigError) as from_flag:
+        RedisSettings.load({name: raw}, env={})
+    shown = raw if "range" in problem else repr(raw)
+    assert str(from_env.value).startswith(f"{variable}={raw!r} {problem}")
+    assert str(from_flag.value).startswith(f"argument {flag}: {shown} {problem}")
+
+
+def test_values_given_in_code_are_checked_by_the_same_fields() -> None:
+    with pytest.raises(ConfigError, match=r"^Redis port 0 is out of range; use 1\.\.65535$"):
+        RedisConfig(port=0)
+    with pytest.raises(ConfigError, match=r"^message size limit 0 is out of range; use 1 or more$"):
+        OrchConfig(max_message_bytes=0)
+    with pytest.raises(ConfigError, match=r"^invalid namespace 'a b'"):
+        OrchConfig(namespace="a b")
+    with pytest.raises(ConfigError, match="Redis port True is not a whole number"):  # code is checked strictly
+        RedisConfig(port=True)
+
+
+def test_every_setting_has_one_variable_and_each_flag_one_setting() -> None:
+    variables: list[str] = []
+    flags: list[str] = []
+    for field in ServeSettings.model_fields.values():
+        variables.append(twin(field).env)
+        flags += twin(field).flags
+    assert len(variables) == len(set(variables)) and len(flags) == len(set(flags))
+    assert set(OrchSettings.model_fields) == {*RedisSettings.model_fields, *NamespaceSettings.model_fields} | {
+        "max_message_bytes"
+    }
+
+
+def test_a_flag_replaces_the_variables_it_stands_for_without_reading_them() -> None:
+    env = {"REDIS_URL": "not a url", "REDIS_HOST": "far", "REDIS_PORT": "lots", "REDIS_DB": "x"}
+    assert RedisConfig.from_settings(RedisSettings.load({"url": "redis://near:1/2"}, env)).redis_url == (
+        "redis://near:1/2"
+    )
+    loaded = RedisSettings.load({"host": "near", "port": "7", "db": "1"}, {"REDIS_URL": "not a url"})
+    assert RedisConfig.from_settings(loaded).redis_url == "redis://near:7/1"
+    with pytest.raises(ConfigError, match=r"^--url names the whole server: drop --host, --db, or put it in the URL$"):
+        RedisSettings.load({"url": "redis://near:1/2", "host": "h", "db": "3"}, {})
+    # what a flag does not replace is still read
+    assert RedisSettings.load({"host": "near"}, {"REDIS_PASSWORD": "pw"}).password == "pw"

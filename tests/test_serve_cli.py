@@ -19,7 +19,7 @@ from mcp_helpers import error, ok, serve_params
 
 from orch_mcp.embedded import free_port
 from orch_mcp.redis_client import Redis
-from orch_mcp.serve import UsageError, parse_settings
+from orch_mcp.serve import UsageError, load_settings, parse_settings
 from orch_mcp.sessions import init_session
 
 CLEAN_ENV = {k: v for k, v in os.environ.items() if not k.startswith(("ORCH_", "REDIS_"))}
@@ -43,15 +43,23 @@ def run_serve(*args: str, env: dict[str, str] | None = None) -> subprocess.Compl
         (["--role", "wizard"], {}, "unknown role 'wizard': use --role summoner, moogle or chocobo"),
         (["--role", "chocobo"], {}, "a chocobo needs its child id: pass --child-id N (or set ORCH_CHILD_ID)"),
         ([], {"ORCH_ROLE": "chocobo"}, "a chocobo needs its child id"),
-        (["--role", "chocobo", "--child-id", "two"], {}, "--child-id (ORCH_CHILD_ID) must be a whole number 1 or more"),
-        (["--role", "chocobo"], {"ORCH_CHILD_ID": "0"}, "must be a whole number 1 or more, got '0'"),
-        (["--role", "moogle", "--url", "http://localhost"], {}, "--url='http://localhost' has an unsupported"),
+        (
+            ["--role", "chocobo", "--child-id", "two"],
+            {},
+            "argument --child-id: 'two' is not a whole number; use 1 or more",
+        ),
+        (["--role", "chocobo"], {"ORCH_CHILD_ID": "0"}, "ORCH_CHILD_ID='0' is out of range; use 1 or more"),
+        (
+            ["--role", "moogle", "--url", "http://localhost"],
+            {},
+            "argument --url: 'http://localhost' has an unsupported",
+        ),
         (["--role", "moogle"], {"REDIS_URL": "localhost:6379"}, "REDIS_URL='localhost:6379' has an unsupported scheme"),
         (["--role", "moogle", "--redis-url", "redis://:x"], {}, "is not a valid URL"),
         (
             ["--role", "moogle", "--transport", "http", "--http-port", "70000"],
             {},
-            "--http-port (ORCH_HTTP_PORT) must be a whole number 1..65535",
+            "argument --http-port: 70000 is out of range; use 1..65535",
         ),
         (["--role", "moogle"], {"ORCH_TRANSPORT": "carrier-pigeon"}, "unknown transport 'carrier-pigeon'"),
         (["--role", "moogle", "--namespace", "a b"], {}, "invalid namespace 'a b'"),
@@ -70,6 +78,11 @@ def run_serve(*args: str, env: dict[str, str] | None = None) -> subprocess.Compl
         ),
         (["--role", "moogle", "--url", "redis://db:6379/0", "--port", "6380"], {}, "--url names the whole server"),
         (["--role", "moogle", "--port", "0"], {}, "argument --port: 0 is out of range; use 1..65535"),
+        (
+            ["--role", "moogle"],
+            {"ORCH_LOG_LEVEL": "LOUD"},
+            "ORCH_LOG_LEVEL: unknown log level 'LOUD': use DEBUG, INFO, WARNING, ERROR or CRITICAL",
+        ),
     ],
 )
 def test_usage_errors_exit_2_with_one_line(args: list[str], env: dict[str, str], message: str) -> None:
@@ -143,6 +156,11 @@ def test_environment_twins_and_defaults() -> None:
     )
     assert s.orch.redis.redis_url == "redis://cache:7000/0" and s.orch.max_message_bytes == 2048
     assert s.child_id is None  # a child id only matters to a chocobo
+
+
+def test_the_log_level_is_a_setting_of_any_case() -> None:
+    assert load_settings(["--role", "moogle"], {"ORCH_LOG_LEVEL": "debug"}).log_level == "DEBUG"
+    assert load_settings(["--role", "moogle"], {"ORCH_LOG_LEVEL": ""}).log_level == "WARNING"  # empty = unset
 
 
 def test_flags_win_over_the_environment() -> None:
@@ -304,4 +322,4 @@ def test_the_dev_module_builds_its_server_from_the_environment() -> None:
         assert done.stdout.splitlines() == [name, str(tools)]
     bad = subprocess.run([sys.executable, "-c", code], env={**CLEAN_ENV, "ORCH_ROLE": "bard"}, capture_output=True,
                          text=True)  # fmt: skip
-    assert bad.returncode != 0 and "orch_mcp/dev.py: unknown role 'bard'" in bad.stderr
+    assert bad.returncode != 0 and "orch_mcp/dev.py: ORCH_ROLE: unknown role 'bard'" in bad.stderr

@@ -81,7 +81,7 @@ def test_instructions_teach_each_loop(orch_config: OrchConfig) -> None:
     ("kwargs", "message"),
     [
         ({"role": "chocobo"}, "a chocobo needs its child id"),
-        ({"role": "chocobo", "child_id": 0}, "invalid child id 0"),
+        ({"role": "chocobo", "child_id": 0}, "child id 0 is out of range; use 1 or more"),
         ({"role": "boss"}, "unknown role 'boss'"),
         ({"role": "moogle", "session_id": "a b"}, "invalid session id 'a b'"),
         ({"role": "moogle", "http_port": 0}, "HTTP port 0 is out of range"),

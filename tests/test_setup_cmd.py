@@ -349,7 +349,7 @@ def test_a_password_stays_out_of_the_messages_and_its_files_are_private(tmp_path
         (["setup", "claude", "--children", "0"], "argument --children: 0 is out of range"),
         (["setup", "claude", "--children", "x"], "argument --children: 'x' is not a whole number"),
         (["setup", "codex", "--name-prefix", "a b"], "invalid --name-prefix 'a b'"),
-        (["setup", "json", "--url", "http://x"], "--url='http://x' has an unsupported scheme"),
+        (["setup", "json", "--url", "http://x"], "argument --url: 'http://x' has an unsupported scheme"),
         (["setup", "json", "--session-id", "a*"], "invalid session id 'a*'"),
     ],
 )

@@ -1,8 +1,9 @@
 """Flags every command shares, and what they resolve to; light enough for `orch-mcp serve` to check flags at once.
 
-A flag wins over its environment twin, and a variable a flag replaces is not even read: a bad
-REDIS_URL cannot stop a command given `--url`. A setting that cannot be used, from a flag or from the
-environment, is a usage error (exit code 2).
+The settings flags (connection, namespace) are made from the settings model (orch_mcp.config), which
+also checks them: a flag wins over its environment twin, and a variable a flag replaces is not even
+read, so a bad REDIS_URL cannot stop a command given `--url`. A setting that cannot be used, from a
+flag or from the environment, is a usage error (exit code 2).
 """
 
 from __future__ import annotations
@@ -10,20 +11,16 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NoReturn
 
-from ..config import DEFAULT_NAMESPACE, RedisConfig, get_default_config, validate_url
-from ..errors import ConfigError
-from ..utils import validate_identifier
+from ..config import RedisConfig
+from ..settings import NamespaceSettings, RedisSettings, twin
 
 EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
-
-#: Connection flag -> the variable it replaces.
-CONNECTION_FLAGS = {"host": "REDIS_HOST", "port": "REDIS_PORT", "db": "REDIS_DB", "password": "REDIS_PASSWORD"}
 
 
 def prog_name(command: str, module: str) -> str:
@@ -78,37 +75,42 @@ def seconds(text: str) -> float:
     return value
 
 
+def add_setting_args(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup,
+    model: type[RedisSettings | NamespaceSettings],
+    names: Iterable[str],
+    *,
+    suppress: bool = False,
+) -> None:
+    """A flag for each named setting of `model`: its flags, metavar and help (with its variable and default) come
+    from the model's field; the value stays text, checked by the model when the settings are loaded."""
+    for name in names:
+        field = model.model_fields[name]
+        t = twin(field)
+        parser.add_argument(
+            *t.flags,
+            dest=name,
+            metavar=t.metavar,
+            default=argparse.SUPPRESS if suppress else None,
+            help=f"{t.help} {model.default_text(name)}",
+        )
+
+
 def add_connection_args(parser: argparse.ArgumentParser, *, namespace: bool = False, suppress: bool = False) -> None:
     """--url/--redis-url, --host, --port, --db, --password (and --namespace): flags win over the environment.
 
     With `suppress` the flags leave no default behind, so a subcommand can repeat them without
     overwriting what was given before the subcommand name.
     """
-    default: Any = argparse.SUPPRESS if suppress else None
     group = parser.add_argument_group("Redis connection (flags win over REDIS_URL, REDIS_HOST, REDIS_PORT, …)")
-    group.add_argument(
-        "--url",
-        "--redis-url",
-        dest="url",
-        metavar="URL",
-        default=default,
-        help="redis://host:port/db, rediss:// for TLS or unix:///path (default: REDIS_URL)",
-    )
-    group.add_argument("--host", default=default, help="Redis host (default: REDIS_HOST or localhost)")
-    group.add_argument(
-        "--port", type=int_range(1, 65535), default=default, help="Redis port (default: REDIS_PORT or 6379)"
-    )
-    group.add_argument(
-        "--db", type=int_range(0), default=default, help="Redis database number (default: REDIS_DB or 0)"
-    )
-    group.add_argument("--password", default=default, help="Redis password (default: REDIS_PASSWORD)")
+    add_setting_args(group, RedisSettings, ("url", "host", "port", "db", "password"), suppress=suppress)
     if namespace:
-        group.add_argument(
-            "--namespace",
-            default=default,
-            metavar="NS",
-            help="namespace of the sessions on this Redis (default: ORCH_NAMESPACE or orch)",
-        )
+        add_setting_args(group, NamespaceSettings, ("namespace",), suppress=suppress)
+
+
+def given(args: argparse.Namespace) -> dict[str, Any]:
+    """The flags given on the command line, by setting name (a flag left out is not there)."""
+    return {name: value for name, value in vars(args).items() if value is not None}
 
 
 def redis_config(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> RedisConfig:
@@ -116,28 +118,9 @@ def redis_config(args: argparse.Namespace, env: Mapping[str, str] | None = None)
 
     `--url` cannot be combined with --host, --port, --db or --password (the URL names all of them).
     """
-    env = os.environ if env is None else env
-    url: str | None = getattr(args, "url", None)
-    given = {name: getattr(args, name, None) for name in CONNECTION_FLAGS}
-    given = {name: value for name, value in given.items() if value is not None}
-    if url is not None:
-        validate_url(url, "--url")
-        if given:
-            flags = ", ".join(f"--{name}" for name in given)
-            raise ConfigError(f"--url names the whole server: drop {flags}, or put it in the URL")
-    shadowed = {CONNECTION_FLAGS[name] for name in given}
-    if url is not None or given:
-        shadowed |= {"REDIS_URL", *(CONNECTION_FLAGS.values() if url is not None else ())}
-    return get_default_config({k: v for k, v in env.items() if k not in shadowed}).with_overrides(url=url, **given)
+    return RedisConfig.from_settings(RedisSettings.load(given(args), env))
 
 
 def namespace(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> str:
-    """The namespace: --namespace, else ORCH_NAMESPACE, else the default; InvalidIdentifierError if malformed."""
-    env = os.environ if env is None else env
-    flag: str | None = getattr(args, "namespace", None)
-    if flag is not None:
-        return validate_identifier(flag, "namespace")
-    try:
-        return validate_identifier(env.get("ORCH_NAMESPACE") or DEFAULT_NAMESPACE, "namespace")
-    except ValueError as exc:
-        raise ConfigError(f"ORCH_NAMESPACE: {exc}") from None
+    """The namespace: --namespace, else ORCH_NAMESPACE, else the default; ConfigError if malformed."""
+    return NamespaceSettings.load(given(args), env).namespace

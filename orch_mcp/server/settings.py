@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, get_args
+from typing import get_args
 
 from ..config import OrchConfig
 from ..errors import ConfigError
-from ..utils import validate_identifier
+from ..settings import NO_CHILD_ID, ServeSettings
+from ..settings import Role as Role
+from ..settings import Transport as Transport
 
-Role = Literal["summoner", "moogle", "chocobo"]
 ROLES: tuple[Role, ...] = get_args(Role)
-Transport = Literal["stdio", "http"]
 TRANSPORTS: tuple[Transport, ...] = get_args(Transport)
 
 DEFAULT_WAIT_S = 25.0
@@ -44,23 +44,32 @@ class ServerSettings:
     session_check_s: float = SESSION_CHECK_S
 
     def __post_init__(self) -> None:
-        if self.role not in ROLES:
-            raise ConfigError(f"unknown role {self.role!r}: use one of {', '.join(ROLES)}")
-        if self.session_id != "current":
-            validate_identifier(self.session_id, "session id")
+        # Each value is checked by its field of the settings model, the one place its range and error text live.
+        for name in ("role", "session_id", "transport", "http_host", "http_port"):
+            ServeSettings.check(name, getattr(self, name))
         if self.role == "chocobo":
             if self.child_id is None:
-                raise ConfigError("a chocobo needs its child id: pass --child-id N (or set ORCH_CHILD_ID), N >= 1")
-            if isinstance(self.child_id, bool) or not isinstance(self.child_id, int) or self.child_id < 1:
-                raise ConfigError(f"invalid child id {self.child_id!r}: use a whole number from 1 up")
-        if self.transport not in TRANSPORTS:
-            raise ConfigError(f"unknown transport {self.transport!r}: use stdio or http")
-        if not 0 < self.http_port < 65536:
-            raise ConfigError(f"HTTP port {self.http_port} is out of range: use 1-65535")
+                raise ConfigError(NO_CHILD_ID)
+            ServeSettings.check("child_id", self.child_id)
         if not self.progress_interval_s > 0:
             raise ConfigError("progress_interval_s must be positive")
         if self.session_check_s < 0:
             raise ConfigError("session_check_s must be 0 or more")
+
+    @classmethod
+    def from_settings(cls, settings: ServeSettings) -> ServerSettings:
+        """The server the loaded settings of `orch-mcp serve` describe."""
+        if settings.role is None:  # ServeSettings refuses this already; the check narrows the type
+            raise ConfigError("no role given")
+        return cls(
+            role=settings.role,
+            orch=OrchConfig.from_settings(settings),
+            session_id=settings.session_id,
+            child_id=settings.child_id,
+            transport=settings.transport,
+            http_host=settings.http_host,
+            http_port=settings.http_port,
+        )
 
     @property
     def namespace(self) -> str:

@@ -1,0 +1,400 @@
+"""One settings model for flags and environment: each setting's name, variable, flags, default, range and errors.
+
+Every setting a flag or an environment variable can give is a field of one pydantic-settings model
+(`RedisSettings`, `NamespaceSettings`, `OrchSettings` = both plus the message limit, `ServeSettings` = that
+plus what `orch-mcp serve` needs). The field holds the setting's name, its environment twin and flags
+(`Twin`), its default, its range, and so the text of its errors: a flag, a variable and a value given in
+code (RedisConfig, OrchConfig, the server's ServerSettings) are all checked by that field and described
+by `problem_text`, and nowhere else. The command line's settings flags are made from the fields too
+(orch_mcp.cli.flags.add_setting_args).
+
+A flag wins over its variable, and a variable a flag replaces is not even read (`REPLACES`): `--url`
+makes REDIS_HOST unread, `--port` makes REDIS_URL unread. An empty variable counts as unset.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Annotated, Any, ClassVar, Literal, cast, get_args
+from urllib.parse import urlsplit
+
+from annotated_types import Ge, Gt, Le
+from pydantic import AfterValidator, BeforeValidator, Field, TypeAdapter, ValidationError, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_core import ErrorDetails
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from typing_extensions import Self
+
+from .errors import ConfigError
+from .utils import shown, validate_identifier
+
+DEFAULT_NAMESPACE = "orch"
+DEFAULT_MAX_MESSAGE_BYTES = 1024 * 1024
+URL_SCHEMES = ("redis", "rediss", "unix")
+
+Role = Literal["summoner", "moogle", "chocobo"]
+Transport = Literal["stdio", "http"]
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+
+NO_ROLE = "no role given: pass --role summoner, --role moogle or --role chocobo (or set ORCH_ROLE)"
+NO_CHILD_ID = "a chocobo needs its child id: pass --child-id N (or set ORCH_CHILD_ID), N = 1, 2, …"
+
+
+# ---------------------------------------------------------------- what a field carries besides its type
+
+
+@dataclass(frozen=True)
+class Twin:
+    """A setting's environment variable, its flags, its name in a sentence, and its help line."""
+
+    env: str
+    what: str
+    flags: tuple[str, ...] = ()
+    help: str = ""
+    metavar: str | None = None
+
+
+class ValueProblem(ValueError):
+    """A validator's complaint about the form of a value ("has an unsupported scheme; use …"), without the value."""
+
+
+def url_problem(url: str) -> str | None:
+    """What is wrong with a Redis URL (None if it is a redis://, rediss:// or unix:// URL naming a server)."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a non-numeric port
+    except ValueError as exc:
+        return f"is not a valid URL ({exc}); use e.g. redis://localhost:6379/0"
+    if parts.scheme not in URL_SCHEMES:
+        return "has an unsupported scheme; use redis://host:port/db, rediss:// for TLS or unix:///path/to/redis.sock"
+    if parts.scheme == "unix" and not parts.path:
+        return "names no socket path; use unix:///path/to/redis.sock"
+    if parts.scheme != "unix" and not parts.hostname:
+        return "names no host; use e.g. redis://localhost:6379/0"
+    return None
+
+
+def _url(url: str | None) -> str | None:
+    problem = None if url is None else url_problem(url)
+    if problem:
+        raise ValueProblem(problem)
+    return url
+
+
+def _identifier(what: str) -> AfterValidator:
+    return AfterValidator(lambda value: validate_identifier(value, what))
+
+
+def _session_ref(value: str) -> str:
+    return value if value == "current" else validate_identifier(value, "session id")
+
+
+def _transport(value: object) -> object:
+    if isinstance(value, str):
+        value = value.strip().lower()
+        return "http" if value == "streamable-http" else value
+    return value
+
+
+def _upper(value: object) -> object:
+    return value.strip().upper() if isinstance(value, str) else value
+
+
+# ---------------------------------------------------------------- the model's machinery
+
+#: The environment the next model built reads (None: os.environ); see _Settings.load.
+_ENV: ContextVar[Mapping[str, str] | None] = ContextVar("orch_mcp_settings_env", default=None)
+
+
+class _EnvSource(PydanticBaseSettingsSource):
+    """Each field's variable (Twin.env) from the environment `_Settings.load` was given; empty means unset."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        env = _ENV.get()
+        raw = (os.environ if env is None else env).get(twin(field).env)
+        return (raw or None), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        values = {}
+        for name, field in self.settings_cls.model_fields.items():
+            raw, _, _ = self.get_field_value(field, name)
+            if raw is not None:
+                values[name] = raw
+        return values
+
+
+def twin(field: FieldInfo) -> Twin:
+    """The Twin of a settings field."""
+    found = next((m for m in field.metadata if isinstance(m, Twin)), None)
+    if found is None:
+        raise TypeError("every settings field needs a Twin")
+    return found
+
+
+class _Settings(BaseSettings):
+    model_config = SettingsConfigDict(frozen=True, extra="ignore")
+
+    #: field given (by a flag) -> fields whose variables it replaces (left at their defaults, not read).
+    REPLACES: ClassVar[dict[str, tuple[str, ...]]] = {}
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Flags (passed as keyword arguments) first, then the environment: no .env file, no secrets directory."""
+        return init_settings, _EnvSource(settings_cls)
+
+    @classmethod
+    def load(cls, flags: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None) -> Self:
+        """The settings from `flags` (field name -> value; None = not given) over `env` (default os.environ).
+
+        ConfigError naming the flag or variable if a value cannot be used.
+        """
+        given = {name: value for name, value in (flags or {}).items() if value is not None and name in cls.model_fields}
+        cls.check_flags(given)
+        values = dict(given)
+        for name in given:
+            for other in cls.REPLACES.get(name, ()):
+                if other not in given and other in cls.model_fields:
+                    values[other] = cls.model_fields[other].default
+        token = _ENV.set(env)
+        try:
+            return cls(**values)
+        except ValidationError as exc:
+            raise ConfigError(cls._explain(exc.errors()[0], given, os.environ if env is None else env)) from None
+        finally:
+            _ENV.reset(token)
+
+    @classmethod
+    def check_flags(cls, given: Mapping[str, Any]) -> None:
+        """Refuse flags that cannot go together (ConfigError)."""
+
+    @classmethod
+    def check(cls, name: str, value: Any) -> Any:
+        """`value` checked as the setting `name`, as given in code; ConfigError saying what is wrong."""
+        try:
+            return _adapter(cls, name).validate_python(value, strict=True)
+        except ValidationError as exc:
+            raise ConfigError(problem_text(cls.model_fields[name], exc.errors()[0], value, "code")) from None
+
+    @classmethod
+    def _explain(cls, error: ErrorDetails, given: Mapping[str, Any], env: Mapping[str, str]) -> str:
+        if not error["loc"]:  # a rule of the whole model: its own sentence
+            return str(error.get("ctx", {}).get("error", error["msg"]))
+        name = str(error["loc"][0])
+        field = cls.model_fields[name]
+        if name in given:
+            return problem_text(field, error, given[name], "flag")
+        return problem_text(field, error, env.get(twin(field).env), "env")
+
+    @classmethod
+    def default_text(cls, name: str) -> str:
+        """The help line's default: `(default: VAR or value)`."""
+        field = cls.model_fields[name]
+        env = twin(field).env
+        return f"(default: {env})" if field.default is None else f"(default: {env} or {field.default})"
+
+
+@functools.cache
+def _adapter(model: type[_Settings], name: str) -> TypeAdapter[Any]:
+    field = model.model_fields[name]
+    args = (field.annotation, *field.metadata)  # the field's type with its constraints and validators
+    return TypeAdapter(cast(Any, Annotated)[args])
+
+
+_WHOLE = ("int_parsing", "int_from_float", "int_type")
+_NUMBER = ("float_parsing", "float_type", "finite_number")
+_RANGE = ("greater_than_equal", "greater_than", "less_than_equal", "less_than")
+
+
+def bounds_text(field: FieldInfo) -> str:
+    """The range of a number field, as advice: `1..65535`, `1 or more`, `a positive number`."""
+    low = next((m.ge for m in field.metadata if isinstance(m, Ge)), None)
+    above = next((m.gt for m in field.metadata if isinstance(m, Gt)), None)
+    high = next((m.le for m in field.metadata if isinstance(m, Le)), None)
+    if above is not None:
+        return "a positive number" if above == 0 else f"a number above {above}"
+    if low is not None and high is not None:
+        return f"{low}..{high}"
+    return f"{low} or more" if low is not None else "a number"
+
+
+def _choices(field: FieldInfo) -> tuple[str, ...]:
+    annotation = field.annotation
+    for arg in (annotation, *get_args(annotation)):
+        if getattr(arg, "__origin__", None) is Literal:
+            return tuple(str(c) for c in get_args(arg))
+    return ()
+
+
+def _either(words: tuple[str, ...]) -> str:
+    return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} or {words[-1]}"
+
+
+def problem_text(field: FieldInfo, error: ErrorDetails, raw: Any, source: Literal["flag", "env", "code"]) -> str:
+    """The one-line error for a value of `field` that failed `error`, from a flag, a variable or code.
+
+    A problem with the value's form reads `REDIS_PORT='lots' is not a whole number; use 1..65535`
+    (`argument --port: 0 is out of range; use 1..65535` for a flag, `Redis port 0 is …` in code); a rule
+    with its own sentence reads `ORCH_NAMESPACE: invalid namespace 'a b': use …`.
+    """
+    t = twin(field)
+    kind = error["type"]
+    problem: str | None = None
+    sentence: str | None = None
+    if kind in _WHOLE:
+        problem = f"is not a whole number; use {bounds_text(field)}"
+    elif kind in _NUMBER:
+        problem = f"is not a number; use {bounds_text(field)}"
+    elif kind in _RANGE:
+        problem = f"is out of range; use {bounds_text(field)}"
+    elif kind == "literal_error":
+        flag = f"{t.flags[0]} " if t.flags and source != "code" else ""
+        sentence = f"unknown {t.what} {shown(raw)}: use {flag}{_either(_choices(field))}"
+    elif kind == "value_error" and not isinstance(error.get("ctx", {}).get("error"), ValueProblem):
+        sentence = str(error["ctx"]["error"])
+    else:
+        problem = str(error.get("ctx", {}).get("error", error["msg"]))
+    value = str(raw) if kind in _RANGE else shown(raw)
+    flag = t.flags[0] if t.flags else t.env
+    if sentence is not None:
+        return {"flag": f"argument {flag}: {sentence}", "env": f"{t.env}: {sentence}", "code": sentence}[source]
+    return {
+        "flag": f"argument {flag}: {value} {problem}",
+        "env": f"{t.env}={shown(raw)} {problem}",
+        "code": f"{t.what} {value} {problem}",
+    }[source]
+
+
+# ---------------------------------------------------------------- the settings
+
+_CONNECTION = ("host", "port", "db", "password")
+
+
+class RedisSettings(_Settings):
+    """Where Redis is: the seed's REDIS_* variables plus REDIS_URL, which wins when set."""
+
+    REPLACES: ClassVar[dict[str, tuple[str, ...]]] = {"url": _CONNECTION, **{n: ("url",) for n in _CONNECTION}}
+
+    url: Annotated[
+        str | None,
+        Twin(
+            "REDIS_URL",
+            "Redis URL",
+            ("--url", "--redis-url"),
+            "redis://host:port/db, rediss:// for TLS or unix:///path",
+            "URL",
+        ),
+        AfterValidator(_url),
+    ] = None
+    host: Annotated[str, Twin("REDIS_HOST", "Redis host", ("--host",), "Redis host", "HOST")] = "localhost"
+    port: Annotated[int, Twin("REDIS_PORT", "Redis port", ("--port",), "Redis port", "PORT"), Field(ge=1, le=65535)] = (
+        6379
+    )
+    db: Annotated[int, Twin("REDIS_DB", "Redis db", ("--db",), "Redis database number", "DB"), Field(ge=0)] = 0
+    password: Annotated[str | None, Twin("REDIS_PASSWORD", "Redis password", ("--password",), "Redis password")] = None
+    socket_timeout: Annotated[float, Twin("REDIS_TIMEOUT", "Redis timeout"), Field(gt=0, allow_inf_nan=False)] = 10.0
+    default_ttl: Annotated[int, Twin("REDIS_TTL", "Redis TTL"), Field(ge=1)] = 3600
+
+    @classmethod
+    def check_flags(cls, given: Mapping[str, Any]) -> None:
+        """`--url` names the whole server: it cannot be combined with --host, --port, --db or --password."""
+        if "url" in given and (clash := [n for n in _CONNECTION if n in given]):
+            flags = ", ".join(f"--{name}" for name in clash)
+            raise ConfigError(f"--url names the whole server: drop {flags}, or put it in the URL")
+
+
+class NamespaceSettings(_Settings):
+    """The namespace that separates teams sharing one Redis."""
+
+    namespace: Annotated[
+        str,
+        Twin("ORCH_NAMESPACE", "namespace", ("--namespace",), "namespace of the sessions on this Redis", "NS"),
+        _identifier("namespace"),
+    ] = DEFAULT_NAMESPACE
+
+
+class OrchSettings(RedisSettings, NamespaceSettings):
+    """Redis, namespace, and the message size limit: what the orchestration layer needs."""
+
+    max_message_bytes: Annotated[int, Twin("ORCH_MAX_MESSAGE_BYTES", "message size limit"), Field(ge=1)] = (
+        DEFAULT_MAX_MESSAGE_BYTES
+    )
+
+
+class ServeSettings(OrchSettings):
+    """What `orch-mcp serve` is given: the role's identity, its transport, and everything above."""
+
+    role: Annotated[
+        Role | None, Twin("ORCH_ROLE", "role", ("--role",), "the agent's role, required", "{summoner,moogle,chocobo}")
+    ] = None
+    session_id: Annotated[
+        str,
+        Twin(
+            "ORCH_SESSION_ID",
+            "session id",
+            ("--session-id",),
+            "the session to work in; 'current' = the namespace's latest, resolved at the first tool call",
+            "ID",
+        ),
+        AfterValidator(_session_ref),
+    ] = "current"
+    child_id: Annotated[
+        int | None,
+        Twin(
+            "ORCH_CHILD_ID",
+            "child id",
+            ("--child-id",),
+            "chocobo only, and required there: its child id, 1..max_children",
+            "N",
+        ),
+        Field(ge=1),
+    ] = None
+    transport: Annotated[
+        Transport,
+        Twin(
+            "ORCH_TRANSPORT",
+            "transport",
+            ("--transport",),
+            "stdio, or http: streamable HTTP at http://HOST:PORT/mcp",
+            "{stdio,http}",
+        ),
+        BeforeValidator(_transport),
+    ] = "stdio"
+    http_host: Annotated[
+        str,
+        Twin(
+            "ORCH_HTTP_HOST", "HTTP host", ("--http-host",), "with --transport http: the address to listen on", "HOST"
+        ),
+    ] = "127.0.0.1"
+    http_port: Annotated[
+        int,
+        Twin("ORCH_HTTP_PORT", "HTTP port", ("--http-port",), "with --transport http: the port", "PORT"),
+        Field(ge=1, le=65535),
+    ] = 8000
+    log_level: Annotated[LogLevel, Twin("ORCH_LOG_LEVEL", "log level"), BeforeValidator(_upper)] = "WARNING"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _child_id_is_a_chocobos(cls, data: Any) -> Any:
+        # ORCH_CHILD_ID matters to a chocobo only: an environment a team shares may set it for every role.
+        if isinstance(data, dict) and data.get("role") != "chocobo":
+            data = {k: v for k, v in data.items() if k != "child_id"}
+        return data
+
+    @model_validator(mode="after")
+    def _role_and_child(self) -> Self:
+        if self.role is None:
+            raise ValueError(NO_ROLE)
+        if self.role == "chocobo" and self.child_id is None:
+            raise ValueError(NO_CHILD_ID)
+        return self
