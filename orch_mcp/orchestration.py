@@ -63,7 +63,7 @@ def _init(
     **identity: str | None,
 ) -> SessionConfig:
     cfg = connection_config(host=host, port=port, **conn)
-    return shared_bridge(cfg)._call(
+    return shared_bridge(cfg).call_with_client(
         sessions.init_session,
         namespace=namespace_or_default(namespace),
         mode=mode,
@@ -102,11 +102,11 @@ def cleanup_session(
     bridge = shared_bridge(cfg)
     if config is None:
         config = _find(bridge, namespace, session_id, prefix)
-    return bridge._call(sessions.cleanup_session, config)
+    return bridge.call_with_client(sessions.cleanup_session, config)
 
 
 def _find(bridge: SyncBridge, namespace: str | None, session_id: str | None, prefix: str | None) -> SessionConfig:
     """The session `session_id` or `prefix` names; one of them is required (no falling back on the current one)."""
     if not (session_id or prefix):
         raise InvalidIdentifierError("give a session_id or a prefix")
-    return bridge._call(sessions.resolve_session, namespace_or_default(namespace), session_id, prefix=prefix)
+    return bridge.call_with_client(sessions.resolve_session, namespace_or_default(namespace), session_id, prefix=prefix)

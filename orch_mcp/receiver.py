@@ -82,7 +82,7 @@ class MessageReceiver:
 
 
 def _receive(bridge: SyncBridge, queue: Queues, timeout: float) -> ReceivedMessage | None:
-    popped = bridge._call(queues.pop, _as_list(queue), timeout, block_slice(bridge.config))
+    popped = bridge.call_with_client(queues.pop, _as_list(queue), timeout, block_slice(bridge.config))
     return None if popped is None else ReceivedMessage.from_raw(*popped)
 
 

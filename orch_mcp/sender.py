@@ -47,12 +47,12 @@ class RedisSender:
 
     def send_messages(self, queue: str, messages: list[str | BaseMessage]) -> SendResult:
         """RPUSH several messages onto `queue` in order, in one command."""
-        length = self._bridge._call(queues.push, queue, *(_text(m) for m in messages))
+        length = self._bridge.call_with_client(queues.push, queue, *(_text(m) for m in messages))
         return SendResult(queue=queue, length=length)
 
     def send_with_publish(self, queue: str, message: str | BaseMessage, channel: str) -> SendResult:
         """RPUSH onto `queue` and PUBLISH on `channel`, in one transaction."""
-        length, receivers = self._bridge._call(queues.push_and_publish, queue, _text(message), channel)
+        length, receivers = self._bridge.call_with_client(queues.push_and_publish, queue, _text(message), channel)
         return SendResult(queue=queue, length=length, channel=channel, receivers=receivers)
 
     def close(self) -> None:
@@ -75,7 +75,7 @@ def send_message(
 ) -> SendResult:
     """RPUSH one message onto `queue` (connection from the arguments or the environment)."""
     cfg = connection_config(host=host, port=port, **conn)
-    length = shared_bridge(cfg)._call(queues.push, queue, _text(message))
+    length = shared_bridge(cfg).call_with_client(queues.push, queue, _text(message))
     return SendResult(queue=queue, length=length)
 
 
@@ -89,5 +89,5 @@ def send_with_publish(
 ) -> SendResult:
     """RPUSH onto `queue` and PUBLISH on `channel` (connection from the arguments or the environment)."""
     cfg = connection_config(host=host, port=port, **conn)
-    length, receivers = shared_bridge(cfg)._call(queues.push_and_publish, queue, _text(message), channel)
+    length, receivers = shared_bridge(cfg).call_with_client(queues.push_and_publish, queue, _text(message), channel)
     return SendResult(queue=queue, length=length, channel=channel, receivers=receivers)

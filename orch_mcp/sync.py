@@ -8,7 +8,7 @@ import weakref
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractContextManager, suppress
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 from typing_extensions import Self
@@ -17,14 +17,17 @@ from .config import RedisConfig
 from .redis_client import Redis, create_client, redis_errors
 
 T = TypeVar("T")
+P = ParamSpec("P")
 
 
 class SyncBridge:
     """Owns an event loop in a background thread and an async Redis client living on it.
 
-    Sync facades (RedisSender, MessageReceiver, Parent, Child, the seed's functions) call
-    `self._call(operation, *args)`, which runs `await operation(client, *args)` on that loop: the
-    same coroutine the async API and the MCP server use, never a copy of the logic.
+    Sync facades (RedisSender, MessageReceiver, Parent, Child, the seed's functions) run the async
+    core on it: `call_with_client(operation, *args)` runs `await operation(client, *args)`, and
+    `call(method, *args)` runs `await method(*args)` for objects that already hold the client. Either
+    way it is the same coroutine the async API and the MCP server use, never a copy of the logic,
+    and redis-py's connection and auth failures come out as the project's errors.
     """
 
     def __init__(self, config: RedisConfig) -> None:
@@ -38,21 +41,25 @@ class SyncBridge:
     async def _open(self) -> Redis:
         return create_client(self.config)
 
-    def _call(self, operation: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
-        async def run() -> T:
-            return await operation(self._client, *args, **kwargs)
-
-        with redis_errors(self.config):
-            return self._portal.call(run)
-
-    def _run(self, operation: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
-        """Run `await operation(*args, **kwargs)` on the loop (for objects that already hold the client)."""
+    def call(self, operation: Callable[P, Awaitable[T]], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run `await operation(*args, **kwargs)` on the bridge's loop and return its result (blocking)."""
         with redis_errors(self.config):
             return self._portal.call(partial(operation, *args, **kwargs))
 
-    def _start(self, operation: Callable[[], Awaitable[Any]]) -> None:
-        """Start a background task on the loop; it is cancelled by close()."""
+    def call_with_client(
+        self, operation: Callable[Concatenate[Redis, P], Awaitable[T]], *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """Run `await operation(client, *args, **kwargs)` with the bridge's client on its loop (blocking)."""
+        return self.call(operation, self._client, *args, **kwargs)
+
+    def start_soon(self, operation: Callable[[], Awaitable[Any]]) -> None:
+        """Start `operation()` as a background task on the loop; close() cancels it."""
         self._portal.start_task_soon(operation)
+
+    @property
+    def closed(self) -> bool:
+        """True once close() has been called."""
+        return self._closed
 
     @property
     def client(self) -> Redis:
@@ -90,7 +97,7 @@ def shared_bridge(config: RedisConfig) -> SyncBridge:
     """The process-wide bridge for `config`, used by the seed's module-level functions (one loop thread, reused)."""
     with _shared_lock:
         bridge = _shared.get(config)
-        if bridge is None or bridge._closed:
+        if bridge is None or bridge.closed:
             bridge = _shared[config] = SyncBridge(config)
         return bridge
 

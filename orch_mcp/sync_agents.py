@@ -33,7 +33,7 @@ class _SyncAgent:
         cfg = connection_config(host=host, port=port, url=url, redis_config=redis_config)
         self._bridge = SyncBridge(cfg)
         try:
-            self.session: SessionConfig = self._bridge._call(
+            self.session: SessionConfig = self._bridge.call_with_client(
                 resolve_session, namespace_or_default(namespace), session_id, prefix=prefix
             )
         except BaseException:
@@ -70,23 +70,23 @@ class Parent(_SyncAgent):
         self, child_id: int, prompt: str, context: dict[str, Any] | None = None, priority: int = 0
     ) -> TaskMessage:
         """Queue a task for a child."""
-        return self._bridge._run(self._async.send_task, child_id, prompt, context, priority)
+        return self._bridge.call(self._async.send_task, child_id, prompt, context, priority)
 
     def wait_for_report(self, timeout: float | None = 25) -> ReportMessage | None:
         """The next report, or None after `timeout` s (0 or None: wait for ever)."""
-        return self._bridge._run(self._async.wait_for_report, timeout)
+        return self._bridge.call(self._async.wait_for_report, timeout)
 
     def get_task(self, task_id: str) -> TaskRecord:
         """A task's record."""
-        return self._bridge._run(self._async.get_task, task_id)
+        return self._bridge.call(self._async.get_task, task_id)
 
     def shutdown(self, child_id: int | None = None, now: bool = False, reason: str | None = None) -> list[int]:
         """Tell one child or all to stop."""
-        return self._bridge._run(self._async.shutdown, child_id, now, reason)
+        return self._bridge.call(self._async.shutdown, child_id, now, reason)
 
     def status(self) -> SessionStatus:
         """The session's children and task counts."""
-        return self._bridge._run(self._async.status)
+        return self._bridge.call(self._async.status)
 
     def __enter__(self) -> Parent:
         return self
@@ -119,14 +119,14 @@ class Child(_SyncAgent):
         if claim:
             try:
                 # A restart after a crash takes over its own lapsed claim; a live rival is refused (HeldError).
-                if not self._bridge._run(self._async.claim, delivery.PRESENCE_TTL_S + 1):
+                if not self._bridge.call(self._async.claim, delivery.PRESENCE_TTL_S + 1):
                     raise delivery.HeldError(
                         f"child {child_id} of session {self.session.session_id!r} is still held by another server"
                     )
             except BaseException:
                 self._bridge.close()
                 raise
-            self._bridge._start(self._async.keep_presence)
+            self._bridge.start_soon(self._async.keep_presence)
 
     @property
     def child_id(self) -> int:
@@ -135,19 +135,19 @@ class Child(_SyncAgent):
 
     def take(self, timeout: float | None = 25) -> TaskMessage | ShutdownMessage | None:
         """The next task (an unreported one first) or a shutdown; None after `timeout` s."""
-        return self._bridge._run(self._async.take, timeout)
+        return self._bridge.call(self._async.take, timeout)
 
     def report(
         self, task_id: str, result: str, status: ReportStatus = "done", error: str | None = None
     ) -> ReportOutcome:
         """Record the result of a task and queue the report for the parent."""
-        return self._bridge._run(self._async.report, task_id, result, status, error)
+        return self._bridge.call(self._async.report, task_id, result, status, error)
 
     def close(self) -> None:
         """Release the child id and close the connections."""
-        if not self._bridge._closed:
+        if not self._bridge.closed:
             try:
-                self._bridge._run(self._async.release)
+                self._bridge.call(self._async.release)
             except Exception as exc:  # closing must not fail because Redis went away
                 log.debug("release failed: %s", exc)
         super().close()

@@ -154,7 +154,7 @@ def list_all(args: argparse.Namespace) -> int:
     """List the namespace's live sessions."""
     ns = common.namespace(args)
     with SyncBridge(common.redis_config(args)) as bridge:
-        found = bridge._call(sessions.list_sessions, namespace=ns)
+        found = bridge.call_with_client(sessions.list_sessions, namespace=ns)
     if args.json:
         common.print_json({"namespace": ns, "sessions": [s.to_dict() for s in found]})
     elif not found:
