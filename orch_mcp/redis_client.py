@@ -5,10 +5,11 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import redis.asyncio as aioredis
 import redis.exceptions as rexc
+from redis.typing import EncodableT, FieldT, KeyT
 
 from .config import RedisConfig, get_default_config
 from .errors import ConfigError, OrchError, RedisUnavailableError
@@ -20,11 +21,33 @@ T = TypeVar("T")
 MAX_BLOCK_SLICE_S = 5.0
 
 if TYPE_CHECKING:
-    # redis-py annotates every reply as `bytes | str` (and blocking timeouts as int) whatever
-    # decode_responses says; the client is typed loosely so the checker stays useful elsewhere.
-    Redis: TypeAlias = Any
+
+    class Redis(aioredis.Redis):
+        """The asyncio client every async operation takes first, as the type checker sees it.
+
+        redis-py 8 annotates every command of the asyncio client (an awaitable of the reply; 5-7 type
+        replies `Awaitable[Any] | Any`, so mypy is run against 8). A reply is typed `bytes | str`
+        whatever decode_responses says: the commands below say what ours (str replies) gives; other
+        replies are narrowed with `cast` where they are read. At run time this is redis.asyncio.Redis.
+        """
+
+        async def execute_command(self, *args: EncodableT, **options: Any) -> Any:
+            """Any command; with `**RAW` (delivery.common) its reply is left as bytes. Unannotated in redis-py."""
+
+        def get(self, name: KeyT) -> Awaitable[str | None]:
+            """GET: the value, as text."""
+
+        def hget(self, name: KeyT, key: FieldT) -> Awaitable[str | None]:
+            """HGET: the field's value, as text."""
+
+        def lrem(self, name: KeyT, count: int, value: EncodableT) -> Awaitable[int]:
+            """LREM: also of the exact bytes of a foreign item (redis-py annotates `value` as str only)."""
+
 else:
     Redis = aioredis.Redis
+
+#: A stream's entries as our client reads them (XRANGE, XREVRANGE, one stream of XREAD): (id, fields).
+StreamEntries = list[tuple[str, dict[str, str]]]
 START_HINT = "start it with `orch-mcp redis start` (or `docker compose up -d`), or point REDIS_URL at a running server"
 
 
@@ -53,13 +76,14 @@ def create_client(
 ) -> Redis:
     """An asyncio Redis client (redis-py, hiredis parser, str replies) for `config` or the environment."""
     cfg = resolve_config(config, url=url, host=host, port=port, db=db, password=password)
-    return aioredis.Redis.from_url(
+    client = aioredis.Redis.from_url(
         cfg.redis_url,
         decode_responses=True,
         socket_timeout=cfg.socket_timeout,
         socket_connect_timeout=min(cfg.socket_timeout, 3.0),
         health_check_interval=30,
     )
+    return cast("Redis", client)
 
 
 def block_slice(config: RedisConfig) -> float:

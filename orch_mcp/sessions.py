@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Literal
+from typing import Literal, cast
 
 from pydantic import BaseModel, ConfigDict, ValidationError, computed_field
 
@@ -272,7 +272,7 @@ async def resolve_session(
 async def list_sessions(r: Redis, *, namespace: str) -> list[SessionConfig]:
     """The live sessions of `namespace`, oldest first; index entries of expired sessions are dropped."""
     ns = NamespaceKeys(validate_identifier(namespace, "namespace"))
-    index: dict[str, str] = await r.hgetall(ns.sessions)
+    index = cast("dict[str, str]", await r.hgetall(ns.sessions))
     if not index:
         return []
     ids = list(index)

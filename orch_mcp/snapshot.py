@@ -9,6 +9,7 @@ when something happens instead of polling.
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from typing import cast
 
 from pydantic import BaseModel
 
@@ -17,7 +18,7 @@ from .delivery.common import RAW
 from .delivery.records import parse_record
 from .delivery.status import ChildStatus
 from .errors import DamagedRecordError
-from .redis_client import Redis
+from .redis_client import Redis, StreamEntries
 from .sessions import SessionConfig
 
 
@@ -152,7 +153,10 @@ async def take_snapshot(r: Redis, cfg: SessionConfig, *, events: int = 10) -> Se
 
 async def wait_for_events(r: Redis, cfg: SessionConfig, after: str | None, block_ms: int) -> list[EventView]:
     """Block up to `block_ms` for status events newer than stream id `after` (None: from the start), oldest first."""
-    reply = await r.xread({cfg.keys.status: after or "0-0"}, count=1000, block=max(1, block_ms))
+    reply = cast(
+        "list[tuple[str, StreamEntries]]",
+        await r.xread({cfg.keys.status: after or "0-0"}, count=1000, block=max(1, block_ms)),
+    )
     if not reply:
         return []
     _, entries = reply[0]

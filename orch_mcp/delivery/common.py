@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from redis.client import NEVER_DECODE
 
 from ..errors import LimitError
-from ..redis_client import Redis
+from ..redis_client import Redis, StreamEntries
 from ..sessions import SessionConfig
 from ..utils import iso_now
 from . import scripts
@@ -43,5 +43,5 @@ def check_size(what: str, size: int, limit: int, advice: str) -> None:
 
 async def recent_events(r: Redis, cfg: SessionConfig, count: int = 20) -> list[dict[str, str]]:
     """The latest `count` status events, newest first, each with its stream id."""
-    entries = await r.xrevrange(cfg.keys.status, count=count)
+    entries = cast(StreamEntries, await r.xrevrange(cfg.keys.status, count=count))
     return [{"id": entry_id, **fields} for entry_id, fields in entries]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, cast
 
 from ..errors import (
     ConflictError,
@@ -241,7 +241,7 @@ async def _in_flight(r: Redis, cfg: SessionConfig, ack: bytes | None) -> list[by
     """Acknowledge `ack`, then read the parent's in-flight reports (one round trip)."""
     async with r.pipeline(transaction=False) as pipe:
         if ack is not None:
-            pipe.lrem(cfg.keys.reports_inflight, 1, ack)
+            pipe.lrem(cfg.keys.reports_inflight, 1, cast(Any, ack))  # its exact bytes (redis-py annotates str)
         pipe.execute_command("LRANGE", cfg.keys.reports_inflight, 0, -1, **RAW)
         *_, pending = await pipe.execute()
     items: list[bytes] = pending
