@@ -34,7 +34,7 @@ from orch_mcp.agents import AsyncChild, AsyncParent
 from orch_mcp.config import RedisConfig
 from orch_mcp.embedded import EmbeddedRedis, redis_version
 from orch_mcp.messages import ShutdownMessage
-from orch_mcp.redis_client import Redis, create_client
+from orch_mcp.redis_client import Redis, create_async_client
 from orch_mcp.sessions import Mode, SessionConfig, cleanup_session, init_session
 
 TARGET_RATIO = 2.0
@@ -95,7 +95,7 @@ def responder_process(kind: str, url: str, session_json: str, ping: str, pong: s
     config = RedisConfig(url=url)
 
     async def body() -> None:
-        r = create_client(config)
+        r = create_async_client(config)
         try:
             if kind == "child":
                 await child_loop(AsyncChild(r, SessionConfig.model_validate_json(session_json), 1))
@@ -132,21 +132,21 @@ def summary(samples: list[float]) -> dict[str, float]:
 async def bench(url: str, iterations: int, warmup: int, mode: Mode, layout: str) -> tuple[list[float], list[float]]:
     config = RedisConfig(url=url)
     tag = uuid.uuid4().hex[:12]
-    parent_r, admin = create_client(config), create_client(config)
-    a = create_client(config)
+    parent_r, admin = create_async_client(config), create_async_client(config)
+    a = create_async_client(config)
     session: SessionConfig = await init_session(admin, namespace=f"bench-{tag}", mode=mode, max_children=1)
     ping, pong = f"bench:{{{tag}}}:ping", f"bench:{{{tag}}}:pong"
     parent = AsyncParent(parent_r, session)
 
     async def child_side() -> None:
-        r = create_client(config)
+        r = create_async_client(config)
         try:
             await child_loop(AsyncChild(r, session, 1))
         finally:
             await r.aclose()
 
     async def raw_side() -> None:
-        b = create_client(config)
+        b = create_async_client(config)
         try:
             await pong_loop(b, ping, pong)
         finally:

@@ -41,7 +41,7 @@ from orch_mcp import delivery, sessions, snapshot
 from orch_mcp.config import RedisConfig
 from orch_mcp.embedded import EmbeddedRedis, redis_version
 from orch_mcp.messages import TaskMessage
-from orch_mcp.redis_client import Redis, create_client
+from orch_mcp.redis_client import Redis, create_async_client
 from orch_mcp.sessions import Mode, SessionConfig
 
 TARGET_RATIO = 1.5
@@ -120,7 +120,7 @@ def children_process(url: str, session_json: str, quota: list[int]) -> None:
     """Body of the children's process (--layout processes): one worker coroutine per child."""
 
     async def body() -> None:
-        r = create_client(RedisConfig(url=url))
+        r = create_async_client(RedisConfig(url=url))
         try:
             await work(r, SessionConfig.model_validate_json(session_json), quota)
         finally:
@@ -306,7 +306,7 @@ async def memory_row(m: Redis, h: History, empty: int) -> MemoryRow:
 async def bench(url: str, opts: Options) -> Result:
     config = RedisConfig(url=url)
     namespace = f"bench-{uuid.uuid4().hex[:12]}"
-    r, m = create_client(config), create_client(config)  # r builds the history, m measures
+    r, m = create_async_client(config), create_async_client(config)  # r builds the history, m measures
     result = Result()
     base: History | None = None
     grown: History | None = None

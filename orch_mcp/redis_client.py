@@ -1,15 +1,18 @@
-"""Creating the (async) Redis client, turning Redis failures into the project's errors, sliced blocking waits."""
+"""Redis clients (the seed's synchronous create_client, the core's create_async_client), Redis failures turned
+into the project's errors, sliced blocking waits."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypedDict, TypeVar, cast
 
+import redis
 import redis.asyncio as aioredis
 import redis.exceptions as rexc
 from redis.typing import EncodableT, FieldT, KeyT
+from typing_extensions import Unpack
 
 from .config import RedisConfig, get_default_config
 from .errors import ConfigError, OrchError, RedisUnavailableError
@@ -51,39 +54,49 @@ StreamEntries = list[tuple[str, dict[str, str]]]
 START_HINT = "start it with `orch-mcp redis start` (or `docker compose up -d`), or point REDIS_URL at a running server"
 
 
-def resolve_config(
-    config: RedisConfig | None = None,
-    *,
-    url: str | None = None,
-    host: str | None = None,
-    port: int | None = None,
-    db: int | None = None,
-    password: str | None = None,
-) -> RedisConfig:
+class ServerOptions(TypedDict, total=False):
+    """The seed's keyword arguments naming a Redis server, plus `url=`; each replaces what the config says."""
+
+    url: str | None
+    host: str | None
+    port: int | None
+    db: int | None
+    password: str | None
+
+
+def resolve_config(config: RedisConfig | None = None, **where: Unpack[ServerOptions]) -> RedisConfig:
     """The config to use: `config` (or the environment's) with the seed's keyword arguments applied."""
     base = config if config is not None else get_default_config()
-    return base.with_overrides(url=url, host=host, port=port, db=db, password=password)
+    return base.with_overrides(**where)
 
 
-def create_client(
-    config: RedisConfig | None = None,
-    *,
-    url: str | None = None,
-    host: str | None = None,
-    port: int | None = None,
-    db: int | None = None,
-    password: str | None = None,
-) -> Redis:
-    """An asyncio Redis client (redis-py, hiredis parser, str replies) for `config` or the environment."""
-    cfg = resolve_config(config, url=url, host=host, port=port, db=db, password=password)
-    client = aioredis.Redis.from_url(
-        cfg.redis_url,
-        decode_responses=True,
-        socket_timeout=cfg.socket_timeout,
-        socket_connect_timeout=min(cfg.socket_timeout, 3.0),
-        health_check_interval=30,
-    )
-    return cast("Redis", client)
+def create_client(config: RedisConfig | None = None, **where: Unpack[ServerOptions]) -> redis.Redis:
+    """The seed's client: a synchronous redis-py client (hiredis parser, str replies) for `config` or the environment.
+
+    The seed's keyword arguments (`host=`, `port=`, `db=`, `password=`, plus `url=`) replace what
+    `config` or the environment says. Close it with `close()` (or use it in a `with` block).
+    """
+    cfg = resolve_config(config, **where)
+    return redis.Redis.from_url(cfg.redis_url, **_client_options(cfg))
+
+
+def create_async_client(config: RedisConfig | None = None, **where: Unpack[ServerOptions]) -> Redis:
+    """The asyncio client the async core and the MCP server use (redis-py, hiredis parser, str replies).
+
+    Same arguments as create_client; close it with `await client.aclose()`.
+    """
+    cfg = resolve_config(config, **where)
+    return cast("Redis", aioredis.Redis.from_url(cfg.redis_url, **_client_options(cfg)))
+
+
+def _client_options(cfg: RedisConfig) -> dict[str, Any]:
+    """What both clients are created with: str replies, the configured timeout, a health check on idle connections."""
+    return {
+        "decode_responses": True,
+        "socket_timeout": cfg.socket_timeout,
+        "socket_connect_timeout": min(cfg.socket_timeout, 3.0),
+        "health_check_interval": 30,
+    }
 
 
 def block_slice(config: RedisConfig) -> float:

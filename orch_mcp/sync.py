@@ -14,7 +14,7 @@ from anyio.from_thread import BlockingPortal, start_blocking_portal
 from typing_extensions import Self
 
 from .config import RedisConfig
-from .redis_client import Redis, create_client, redis_errors
+from .redis_client import Redis, create_async_client, redis_errors
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -39,7 +39,7 @@ class SyncBridge:
         _open_bridges.add(self)
 
     async def _open(self) -> Redis:
-        return create_client(self.config)
+        return create_async_client(self.config)
 
     def call(self, operation: Callable[P, Awaitable[T]], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run `await operation(*args, **kwargs)` on the bridge's loop and return its result (blocking)."""

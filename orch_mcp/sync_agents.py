@@ -4,10 +4,9 @@ very same AsyncParent / AsyncChild coroutines on it."""
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import delivery
-from .agents import AsyncChild, AsyncParent
 from .config import DEFAULT_MAX_MESSAGE_BYTES, RedisConfig
 from .connection import connection_config, namespace_or_default
 from .delivery import ReportOutcome, SessionStatus, TaskRecord
@@ -15,6 +14,9 @@ from .messages import ReportMessage, ReportStatus, ShutdownMessage, TaskMessage
 from .redis_client import block_slice
 from .sessions import SessionConfig, resolve_session
 from .sync import SyncBridge
+
+if TYPE_CHECKING:  # agents re-exports Parent and Child from here, so it is imported when they are built
+    pass
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +64,8 @@ class Parent(_SyncAgent):
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     ) -> None:
         super().__init__(session_id, prefix, host, port, url, namespace, redis_config)
+        from .agents import AsyncParent
+
         self._async = AsyncParent(
             self._bridge.client, self.session, max_message_bytes=max_message_bytes, slice_s=self._slice
         )
@@ -113,6 +117,8 @@ class Child(_SyncAgent):
         claim: bool = True,
     ) -> None:
         super().__init__(session_id, prefix, host, port, url, namespace, redis_config)
+        from .agents import AsyncChild
+
         self._async = AsyncChild(
             self._bridge.client, self.session, child_id, max_message_bytes=max_message_bytes, slice_s=self._slice
         )

@@ -11,7 +11,7 @@ import redis
 
 from orch_mcp.config import OrchConfig, RedisConfig
 from orch_mcp.embedded import EmbeddedRedis
-from orch_mcp.redis_client import Redis, create_client
+from orch_mcp.redis_client import Redis, create_async_client
 
 # A runner started in the background by a script (as CI may be) ignores SIGINT, and the processes the
 # tests start would inherit that: the Ctrl+C tests could then never stop them. Give Ctrl+C back its meaning.
@@ -49,7 +49,7 @@ def orch_config(redis_config: RedisConfig) -> OrchConfig:
 @pytest.fixture
 async def r(redis_config: RedisConfig) -> AsyncIterator[Redis]:
     """An async client on the test server."""
-    client = create_client(redis_config)
+    client = create_async_client(redis_config)
     try:
         yield client
     finally:

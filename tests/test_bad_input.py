@@ -31,7 +31,7 @@ from orch_mcp import delivery
 from orch_mcp.config import OrchConfig, RedisConfig
 from orch_mcp.embedded import EmbeddedRedis
 from orch_mcp.messages import ReportMessage, ShutdownMessage, StatusMessage, TaskMessage
-from orch_mcp.redis_client import Redis, create_client
+from orch_mcp.redis_client import Redis, create_async_client
 from orch_mcp.server import create_server
 from orch_mcp.sessions import (
     SessionConfig,
@@ -100,7 +100,7 @@ async def servers(redis_server: EmbeddedRedis) -> AsyncIterator[Servers]:
     async def own() -> None:
         try:
             async with AsyncExitStack() as stack:
-                r = create_client(orch.redis)
+                r = create_async_client(orch.redis)
                 stack.push_async_callback(r.aclose)
                 clients = {
                     who: await stack.enter_async_context(

@@ -29,7 +29,7 @@ from orch_mcp import delivery
 from orch_mcp.config import RedisConfig
 from orch_mcp.delivery import PRESENCE_TTL_S
 from orch_mcp.embedded import EmbeddedRedis, free_port
-from orch_mcp.redis_client import Redis, create_client
+from orch_mcp.redis_client import Redis, create_async_client
 from orch_mcp.sessions import init_session
 
 pytestmark = pytest.mark.chaos
@@ -411,7 +411,7 @@ async def test_redis_restart_mid_session_loses_nothing(
 
     redis_server = await anyio.to_thread.run_sync(start_redis)
     env = {**env_for, "REDIS_URL": redis_server.url}
-    r = create_client(RedisConfig(url=redis_server.url))
+    r = create_async_client(RedisConfig(url=redis_server.url))
     try:
         cfg = await init_session(r, namespace="test", mode="normal", max_children=3)
     finally:

@@ -5,14 +5,19 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
+import sys
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import anyio
 import pytest
+import redis
+import redis.asyncio
 from pydantic import BaseModel
 
-from orch_mcp import delivery, sessions
+from orch_mcp import delivery, queues, sessions
 from orch_mcp.agents import AsyncChild, AsyncParent, Child, Parent
 from orch_mcp.config import RedisConfig
 from orch_mcp.embedded import EmbeddedRedis
@@ -25,8 +30,9 @@ from orch_mcp.orchestration import (
     initialize_summoner_orchestration,
 )
 from orch_mcp.receiver import MessageReceiver, receive_message, receive_report, receive_task
-from orch_mcp.redis_client import create_client
+from orch_mcp.redis_client import create_async_client, create_client
 from orch_mcp.sender import RedisSender, send_message, send_with_publish
+from orch_mcp.sync import SyncBridge
 
 NS = "test"
 
@@ -99,7 +105,7 @@ def test_sender_and_receiver(redis_config: RedisConfig) -> None:
 
 def test_send_with_publish_reaches_subscribers(redis_config: RedisConfig) -> None:
     async def scenario() -> tuple[int, str]:
-        client = create_client(redis_config)
+        client = create_async_client(redis_config)
         try:
             async with client.pubsub() as pubsub:
                 await pubsub.subscribe("monitor-channel")
@@ -253,7 +259,7 @@ def sync_ops(redis_config: RedisConfig, stack: list[Any]) -> Ops:
 
 async def async_results(redis_config: RedisConfig) -> dict[str, Any]:
     """The same scenario through the async core, with its calls made from a worker thread."""
-    client = create_client(redis_config)
+    client = create_async_client(redis_config)
     state: dict[str, Any] = {}
 
     async def init() -> Any:
@@ -322,7 +328,7 @@ def test_sync_and_async_share_one_session(redis_config: RedisConfig) -> None:
     config = initialize_summoner_orchestration(max_children=1, redis_config=redis_config)
 
     async def async_side(phase: str) -> Any:
-        client = create_client(redis_config)
+        client = create_async_client(redis_config)
         try:
             if phase == "send":
                 return await delivery.send_task(client, config, 1, "from async", max_bytes=1 << 20)
@@ -337,3 +343,93 @@ def test_sync_and_async_share_one_session(redis_config: RedisConfig) -> None:
         child.report(sent.task_id, "from sync")
     report = anyio.run(async_side, "take")
     assert report is not None and (report.task_id, report.result) == (sent.task_id, "from sync")
+
+
+# ---------------------------------------------------------------- the seed's client and package root
+
+
+def test_create_client_is_the_seeds_synchronous_client(host_port: dict[str, Any], redis_config: RedisConfig) -> None:
+    with create_client(**host_port) as client:  # the seed's keywords; the environment decides without them
+        assert isinstance(client, redis.Redis) and not isinstance(client, redis.asyncio.Redis)
+        assert client.rpush("q", "one") == 1 and client.lpop("q") == "one"  # str replies, no await
+    with create_client(redis_config) as client:
+        assert client.ping() is True
+
+
+async def test_the_async_client_has_its_own_name(redis_config: RedisConfig) -> None:
+    client = create_async_client(redis_config)
+    try:
+        assert isinstance(client, redis.asyncio.Redis)
+        assert await client.rpush("q", "one") == 1 and await client.lpop("q") == "one"
+    finally:
+        await client.aclose()
+
+
+SEED_NAMES = [  # what the seed's app/__init__ and README expose
+    "RedisConfig",
+    "get_default_config",
+    "create_client",
+    "TaskMessage",
+    "ReportMessage",
+    "ShutdownMessage",
+    "StatusMessage",
+    "parse_message",
+    "initialize_orchestration",
+    "initialize_summoner_orchestration",
+    "get_config",
+    "cleanup_session",
+    "RedisSender",
+    "send_message",
+    "send_with_publish",
+    "MessageReceiver",
+    "receive_message",
+    "receive_task",
+    "receive_report",
+]
+
+
+def test_the_package_root_exports_the_seeds_names() -> None:
+    import orch_mcp
+    from orch_mcp import TaskMessage as RootTaskMessage
+    from orch_mcp import initialize_orchestration as root_init
+
+    assert RootTaskMessage is TaskMessage and root_init is initialize_orchestration
+    assert set(SEED_NAMES) <= set(orch_mcp.__all__) and {"Parent", "Child", "create_async_client"} <= set(
+        orch_mcp.__all__
+    )
+    for name in orch_mcp.__all__:
+        value = getattr(orch_mcp, name)
+        assert name == "__version__" or getattr(value, "__name__", name) == name, name
+    assert set(SEED_NAMES) <= set(dir(orch_mcp))
+    with pytest.raises(AttributeError, match="has no attribute 'RespRedisClient'"):
+        orch_mcp.RespRedisClient  # noqa: B018 - the seed's RESP client is not rebuilt
+
+
+def test_importing_the_package_loads_nothing_until_a_name_is_used() -> None:
+    code = (
+        "import sys, orch_mcp; heavy = ('pydantic', 'redis', 'mcp', 'orch_mcp.messages')\n"
+        "print(sorted(m for m in heavy if m in sys.modules))\n"
+        "from orch_mcp import TaskMessage; print(TaskMessage.__module__)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["[]", "orch_mcp.messages"]
+    # each exporting module imports first in a fresh interpreter (sync_agents and agents import each other)
+    for module in ("orch_mcp.sync_agents", "orch_mcp.agents"):
+        done = subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+
+
+def test_sync_bridge_runs_the_async_core_through_its_public_methods(redis_config: RedisConfig) -> None:
+    with SyncBridge(redis_config) as bridge:
+        assert bridge.call_with_client(queues.push, "q", "a", "b") == 2
+        assert bridge.call(bridge.client.lrange, "q", 0, -1) == ["a", "b"]
+        started = threading.Event()
+
+        async def background() -> None:
+            started.set()
+            await anyio.sleep_forever()
+
+        bridge.start_soon(background)
+        assert started.wait(5) and not bridge.closed
+    assert bridge.closed  # and the background task was cancelled with the loop

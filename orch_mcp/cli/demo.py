@@ -31,7 +31,7 @@ from rich.text import Text
 from .. import sessions
 from ..config import RedisConfig
 from ..embedded import EmbeddedRedis, redis_version
-from ..redis_client import create_client, redis_errors
+from ..redis_client import create_async_client, redis_errors
 from ..utils import new_id
 from . import common
 from .demo_team import SAMPLE_PROMPTS, Demo, ServerLogs, TaskRow, run_team
@@ -139,7 +139,7 @@ async def play(args: argparse.Namespace, url: str, demo: Demo, logs: ServerLogs)
     """Create the session, run the team, clean up; returns the session facts."""
     cfg = RedisConfig(url=url)
     namespace = f"demo-{new_id()[:8]}"
-    client = create_client(cfg)
+    client = create_async_client(cfg)
     try:
         with redis_errors(cfg):
             session = await sessions.init_session(

@@ -13,7 +13,7 @@ from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from ..redis_client import Redis, create_client, redis_errors
+from ..redis_client import Redis, create_async_client, redis_errors
 from ..sessions import SessionConfig, resolve_session
 from ..snapshot import ChildView, EventView, SessionSnapshot
 from . import common
@@ -166,7 +166,7 @@ def event_lines(events: list[EventView]) -> list[str]:
 async def open_session(args: argparse.Namespace) -> AsyncIterator[tuple[Redis, SessionConfig]]:
     """An async client and the session named on the command line; Redis failures become the project's errors."""
     cfg = common.redis_config(args)
-    client = create_client(cfg)
+    client = create_async_client(cfg)
     try:
         with redis_errors(cfg):
             ref = args.session or args.session_id

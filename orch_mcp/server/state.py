@@ -19,7 +19,7 @@ from ..agents import AsyncChild, AsyncParent
 from ..delivery import HeldError
 from ..delivery.child import fenced_error
 from ..errors import ConfigError, ConflictError, InvalidIdentifierError, NotFoundError, SessionGoneError
-from ..redis_client import Redis, block_slice, create_client
+from ..redis_client import Redis, block_slice, create_async_client
 from ..sessions import SessionConfig, resolve_session
 from .settings import ServerSettings
 
@@ -266,7 +266,7 @@ def _lifespan(
     @asynccontextmanager
     async def lifespan(_: MCPServer[ServerState]) -> AsyncIterator[ServerState]:
         # No PING here: a server whose Redis is down still starts; each tool then says how to fix it.
-        redis = create_client(settings.orch.redis)
+        redis = create_async_client(settings.orch.redis)
         try:
             async with anyio.create_task_group() as background:
                 state = ServerState(settings, redis, background)
