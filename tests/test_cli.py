@@ -83,6 +83,32 @@ def test_rpush_with_channel_publishes(env_for: dict[str, str], rc: redis.Redis) 
     pubsub.close()
 
 
+def test_rpush_channel_counts_each_publish_once(env_for: dict[str, str], rc: redis.Redis) -> None:
+    """Three messages to two subscribers: each publish reaches 2, and 2 is the count (not 6, a sum over publishes)."""
+    listeners = [rc.pubsub() for _ in range(2)]
+    for pubsub in listeners:
+        pubsub.subscribe("monitor-channel")
+        assert pubsub.get_message(timeout=5)["type"] == "subscribe"  # type: ignore[index]
+    proc = run_cli([*RPUSH, "--channel", "monitor-channel", "my-queue", "a", "b", "c", "--json"], env_for)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == {
+        "queue": "my-queue",
+        "pushed": 3,
+        "length": 3,
+        "channel": "monitor-channel",
+        "receivers": 2,
+    }
+    proc = run_cli([*RPUSH, "--channel", "monitor-channel", "my-queue", "d", "e"], env_for)
+    assert (
+        proc.stdout
+        == "pushed 2 messages onto my-queue (length now 5); published each on monitor-channel to 2 subscribers\n"
+    )
+    for pubsub in listeners:
+        heard = [pubsub.get_message(timeout=5) for _ in range(5)]
+        assert [m["data"] for m in heard if m is not None] == ["a", "b", "c", "d", "e"]
+        pubsub.close()
+
+
 def test_rpush_with_host_and_port(env_for: dict[str, str], redis_url: str, rc: redis.Redis) -> None:
     env = {k: v for k, v in env_for.items() if k != "REDIS_URL"}
     host_port = redis_url.split("//", 1)[1].split("/", 1)[0]

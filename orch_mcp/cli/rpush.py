@@ -60,7 +60,9 @@ def handle(args: argparse.Namespace) -> int:
         else:
             results = [sender.send_messages(args.queue, messages)]
     last: SendResult = results[-1]
-    receivers = sum(r.receivers or 0 for r in results) if args.channel else None
+    # Each message is one PUBLISH, and a subscriber hears every one: the count is the subscribers a publish
+    # reached (the most, should one have come or gone meanwhile), not a sum over the messages.
+    receivers = max(r.receivers or 0 for r in results) if args.channel else None
     if args.json:
         common.print_json(
             {
@@ -75,7 +77,8 @@ def handle(args: argparse.Namespace) -> int:
         plural = "message" if len(messages) == 1 else "messages"
         line = f"pushed {len(messages)} {plural} onto {args.queue} (length now {last.length})"
         if args.channel:
-            line += f"; published on {args.channel} to {receivers} subscriber{'' if receivers == 1 else 's'}"
+            each = " each" if len(messages) > 1 else ""
+            line += f"; published{each} on {args.channel} to {receivers} subscriber{'' if receivers == 1 else 's'}"
         print(line)
     return common.EXIT_OK
 
