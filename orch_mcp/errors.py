@@ -35,12 +35,17 @@ class NoSessionError(NotFoundError):
 class SessionGoneError(NotFoundError):
     """The session was cleaned up or expired while an agent was working in it."""
 
-    def __init__(self, session_id: str) -> None:
+    def __init__(self, session_id: str, *, cleaned_up: bool = False) -> None:
+        why = (
+            "it was cleaned up with cleanup_session: its work is over" if cleaned_up else "it was cleaned up or expired"
+        )
         super().__init__(
-            f"session {session_id!r} no longer exists (it was cleaned up or expired); nothing more will come from it: "
-            "ask the summoner whether to start a new session"
+            f"session {session_id!r} no longer exists ({why}); nothing more will come from it: stop working in it, "
+            "and ask the summoner whether to start a new session"
         )
         self.session_id = session_id
+        #: True when cleanup_session removed it (its tombstone says so), False when that is not known.
+        self.cleaned_up = cleaned_up
 
 
 class DamagedRecordError(OrchError):

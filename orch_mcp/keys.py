@@ -22,7 +22,7 @@ def normal_prefix(project_host_seq: str) -> str:
 
 @dataclass(frozen=True)
 class NamespaceKeys:
-    """Namespace-wide keys: the session index, the "current" pointer, sequence counters."""
+    """Namespace-wide keys: the session index, the "current" pointer, cleaned-up tombstones, sequence counters."""
 
     namespace: str
 
@@ -35,6 +35,11 @@ class NamespaceKeys:
     def current(self) -> str:
         """String: the session id the latest init_session created."""
         return f"{self.namespace}:current"
+
+    def cleaned(self, session_id: str) -> str:
+        """String with the session's TTL: written by cleanup_session, so a server can tell a session that was
+        cleaned up from one that was never created (or expired)."""
+        return f"{self.namespace}:cleaned:{session_id}"
 
     def seq(self, project_host: str) -> str:
         """Counter behind normal-mode prefixes `<project>-<host>-<seq>`."""

@@ -165,6 +165,7 @@ async def init_session(
     async with r.pipeline(transaction=False) as pipe:
         pipe.hset(ns.sessions, sid, full_prefix)
         pipe.set(ns.current, sid)
+        pipe.delete(ns.cleaned(sid))  # a session id used again: its old tombstone no longer applies
         await pipe.execute()
     _last_touch[cfg.prefix] = time.monotonic()
     return cfg
@@ -241,7 +242,23 @@ async def current_session(r: Redis, *, namespace: str) -> SessionConfig:
     try:
         return await load_session(r, namespace=namespace, session_id=sid)
     except NotFoundError:
+        if await cleaned_up(r, namespace, sid):
+            raise NoSessionError(
+                f"the current session {sid!r} of namespace {namespace!r} was cleaned up", CLEANED_UP_HINT
+            ) from None
         raise NoSessionError(f"the current session {sid!r} of namespace {namespace!r} has expired") from None
+
+
+#: What an agent of a session that was cleaned up is told to do (the summoner is told to create a new one).
+CLEANED_UP_HINT = (
+    "its work is over and nothing more will come from it: stop working in it, and ask the summoner whether to "
+    "start a new session"
+)
+
+
+async def cleaned_up(r: Redis, namespace: str, session_id: str) -> bool:
+    """Whether cleanup_session removed session `session_id` of `namespace` (within the session's TTL since)."""
+    return bool(await r.exists(NamespaceKeys(namespace).cleaned(session_id)))
 
 
 async def resolve_session(
@@ -304,22 +321,23 @@ def session_keys(cfg: SessionConfig) -> list[str]:
     )
 
 
-_CLEAR_CURRENT = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
-
-
 async def cleanup_session(r: Redis, cfg: SessionConfig) -> CleanupResult:
-    """Remove every key of the session, its index entry and (if it points here) the current pointer."""
+    """Remove every key of the session and its index entry; leave a tombstone that says it was cleaned up.
+
+    The tombstone (`<ns>:cleaned:<session_id>`, with the session's TTL) lets the agents still working in it,
+    and the namespace's "current" pointer (left as it is), tell "cleaned up" from "never created".
+    """
     keys = session_keys(cfg)
+    ns = NamespaceKeys(cfg.namespace)
     async with r.pipeline(transaction=False) as pipe:
+        pipe.set(ns.cleaned(cfg.session_id), iso_now(), ex=cfg.ttl_s)  # first: whoever finds it gone hears why
         for key in keys:
             pipe.exists(key)
-        exists = await pipe.execute()
+        _, *exists = await pipe.execute()
     removed = [k for k, e in zip(keys, exists, strict=True) if e]
     if removed:
         await r.unlink(*removed)  # frees large record hashes in the background, not blocking Redis
-    ns = NamespaceKeys(cfg.namespace)
     await r.hdel(ns.sessions, cfg.session_id)
-    await r.eval(_CLEAR_CURRENT, 1, ns.current, cfg.session_id)
     _last_touch.pop(cfg.prefix, None)
     return CleanupResult(session_id=cfg.session_id, prefix=cfg.prefix, removed_keys=removed)
 

@@ -215,14 +215,24 @@ async def test_cleanup_removes_every_key_of_the_session_and_nothing_else(r: Redi
     after = await all_keys(r)
     assert not any(doomed.prefix in k for k in after)
     assert set(result.removed_keys) == doomed_keys
-    assert after == before - doomed_keys
+    tombstone = NamespaceKeys(NS).cleaned(doomed.session_id)  # says "cleaned up" to agents still in it
+    assert after == (before - doomed_keys) | {tombstone}
+    assert 0 < await r.ttl(tombstone) <= doomed.ttl_s
     assert {k: await r.dump(k) for k in live_dump} == live_dump  # the live session is untouched
     assert await r.hgetall(NamespaceKeys(NS).sessions) == {live.session_id: live.prefix}
     assert await r.get(NamespaceKeys(NS).current) == live.session_id  # it pointed at the live one: kept
     # the live session still works end to end
     sent = await delivery.send_task(r, live, 2, "still here", max_bytes=LIMIT)
     assert (await delivery.get_task(r, live, sent.task_id)).state == "queued"
-    # cleaning the current session clears the pointer too
+    # cleaning the current session leaves the pointer: resolving it says the session was cleaned up
     await cleanup_session(r, live)
-    assert await r.get(NamespaceKeys(NS).current) is None
+    assert await r.get(NamespaceKeys(NS).current) == live.session_id
+    with pytest.raises(NoSessionError, match=f"the current session '{live.session_id}' .* was cleaned up"):
+        await current_session(r, namespace=NS)
     assert not any(k.startswith(live.prefix) for k in await all_keys(r))
+    # a session id used again loses its tombstone
+    await init_session(r, namespace=NS, mode="summoner", session_id="again")
+    await cleanup_session(r, await current_session(r, namespace=NS))
+    assert await r.exists(NamespaceKeys(NS).cleaned("again"))
+    await init_session(r, namespace=NS, mode="summoner", session_id="again")
+    assert not await r.exists(NamespaceKeys(NS).cleaned("again"))

@@ -3,8 +3,9 @@
 Every script receives the session's config key as KEYS[1] and a context object as ARGV[1] (TTL,
 stream cap, monitor channel, session id, a fresh message id). The prelude answers {'gone'} when the
 config no longer exists, so no script re-creates the keys of a session that was cleaned up or
-expired; `Transition` turns that answer into `SessionGoneError`. Times come from the Redis
-server's clock (TIME) at the moment the script runs, never from the caller's.
+expired; `Transition` turns that answer into `SessionGoneError` (saying whether cleanup_session
+removed it). Times come from the Redis server's clock (TIME) at the moment the script runs, never
+from the caller's.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from redis.commands.core import AsyncScript
 
 from ..errors import SessionGoneError
 from ..redis_client import Redis
-from ..sessions import SessionConfig
+from ..sessions import SessionConfig, cleaned_up
 from ..utils import new_id
 
 #: The status stream keeps about this many entries (XADD MAXLEN ~).
@@ -112,7 +113,7 @@ class Transition:
             self._script = r.register_script(self.text)
         reply: list[Any] = await self._script(keys=[cfg.keys.config, *keys], args=[context(cfg), *args], client=r)
         if reply and reply[0] == "gone":
-            raise SessionGoneError(cfg.session_id)
+            raise SessionGoneError(cfg.session_id, cleaned_up=await cleaned_up(r, cfg.namespace, cfg.session_id))
         return reply
 
 

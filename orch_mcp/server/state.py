@@ -19,8 +19,9 @@ from ..agents import AsyncChild, AsyncParent
 from ..delivery import HeldError
 from ..delivery.child import fenced_error
 from ..errors import ConfigError, ConflictError, InvalidIdentifierError, NotFoundError, SessionGoneError
+from ..keys import NamespaceKeys
 from ..redis_client import Redis, block_slice, create_async_client
-from ..sessions import SessionConfig, resolve_session
+from ..sessions import SessionConfig, cleaned_up, resolve_session
 from .settings import ServerSettings
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,8 @@ class ServerState:
     redis: Redis
     background: anyio.abc.TaskGroup
     session: SessionConfig | None = None
+    #: The session this server served until it was cleaned up or expired (while no other one is there to serve).
+    gone: SessionConfig | None = None
     parent: AsyncParent | None = None
     child: AsyncChild | None = None
     _presence: anyio.CancelScope | None = None
@@ -87,6 +90,8 @@ class ServerState:
 
         Its existence is confirmed with one EXISTS per call, except within `session_check_s` of the last
         confirmation: a burst of calls (a script) pays for it once, an agent's calls seconds apart each time.
+        Once the session it served is gone, every call says so (cleaned up, or expired) until a new session
+        can be resolved - never "no session exists yet", which would tell an agent to wait for one.
         """
         cfg = self.session
         if cfg is not None:
@@ -99,17 +104,27 @@ class ServerState:
         async with self._resolve_lock:
             if self.session is not None and self.session is not cfg:
                 return self.session  # another call resolved it meanwhile
+            ns = self.settings.namespace
             try:
-                found = await resolve_session(self.redis, self.settings.namespace, self.settings.session_id)
+                found = await resolve_session(self.redis, ns, self.settings.session_id)
             except NotFoundError:
-                gone = self.session
-                if gone is None:
+                gone = self.session or self.gone
+                if gone is None:  # a server started after its session was cleaned up hears it too
+                    ref = self.settings.session_id
+                    sid = await self.redis.get(NamespaceKeys(ns).current) if ref == "current" else ref
+                    if sid and await cleaned_up(self.redis, ns, sid):
+                        raise SessionGoneError(sid, cleaned_up=True) from None
                     raise
-                # gone, and nothing to move to: stop serving it (and its claim), and say so plainly
-                log.info("session %s is gone", gone.session_id)
-                self.session = self.parent = None
-                await self._drop_child()
-                raise SessionGoneError(gone.session_id) from None
+                if self.session is not None:
+                    # gone, and nothing to move to: stop serving it (and its claim), and say so plainly
+                    log.info("session %s is gone", gone.session_id)
+                    self.session = self.parent = None
+                    self.gone = gone
+                    await self._drop_child()
+                raise SessionGoneError(
+                    gone.session_id, cleaned_up=await cleaned_up(self.redis, ns, gone.session_id)
+                ) from None
+            self.gone = None
             self._confirmed = time.monotonic()
             if self.session is None or found.prefix != self.session.prefix:
                 await self._switch(found)

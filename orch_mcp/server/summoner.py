@@ -10,8 +10,9 @@ from pydantic import Field
 
 from .. import delivery, sessions
 from ..delivery import SessionStatus
+from ..errors import NoSessionError
 from ..keys import NamespaceKeys
-from ..sessions import MAX_CHILDREN_LIMIT, MAX_TTL_S, resolve_session
+from ..sessions import MAX_CHILDREN_LIMIT, MAX_TTL_S, SessionConfig, resolve_session
 from . import texts
 from .adapter import _result, _state, tool_adapter
 from .models import Cleanup, OptionalSessionIdArg, SessionIdArg, SessionInfo, SessionList
@@ -59,8 +60,7 @@ async def init_session(
 @tool_adapter
 async def get_session(ctx: Context[ServerState], session_id: SessionIdArg) -> Annotated[CallToolResult, SessionInfo]:
     """Show one session: its mode, children, TTL and the names of its queues."""
-    state = _state(ctx)
-    cfg = await resolve_session(state.redis, state.settings.namespace, session_id)
+    cfg = await _resolve(_state(ctx), session_id)
     return _result(SessionInfo.of(cfg), texts.session_text(cfg))
 
 
@@ -81,7 +81,7 @@ async def list_sessions(ctx: Context[ServerState]) -> Annotated[CallToolResult, 
 async def cleanup_session(ctx: Context[ServerState], session_id: SessionIdArg) -> Annotated[CallToolResult, Cleanup]:
     """Remove every key of a finished session (queues, task records, status stream) and its index entry."""
     state = _state(ctx)
-    cfg = await resolve_session(state.redis, state.settings.namespace, session_id)
+    cfg = await _resolve(state, session_id)
     done = await sessions.cleanup_session(state.redis, cfg)
     return _result(Cleanup(**done.model_dump(), removed_count=len(done.removed_keys)), texts.cleanup_text(done))
 
@@ -93,10 +93,18 @@ async def session_status(
     """Show each child's state (idle, working, offline), queue depth and in-flight task, and task counts."""
     state = _state(ctx)
     if session_id is not None:
-        cfg = await resolve_session(state.redis, state.settings.namespace, session_id)
+        cfg = await _resolve(state, session_id)
     elif state.settings.role == "summoner":  # the summoner follows the namespace's latest session
-        cfg = await resolve_session(state.redis, state.settings.namespace, state.settings.session_id)
+        cfg = await _resolve(state, state.settings.session_id)
     else:
         cfg = await state.current()
     st = await delivery.session_status(state.redis, cfg)
     return _result(st, texts.status_text(st))
+
+
+async def _resolve(state: ServerState, ref: str) -> SessionConfig:
+    """The session `ref` names; when there is none (yet, or any more), the summoner is told to create one."""
+    try:
+        return await resolve_session(state.redis, state.settings.namespace, ref)
+    except NoSessionError as exc:
+        raise NoSessionError(exc.situation, "create a new one with init_session") from None
