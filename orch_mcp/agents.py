@@ -79,8 +79,11 @@ class AsyncParent(Claimant):
             max_deliveries=max_deliveries,
         )
 
-    async def wait_for_report(self, timeout: float | None, on_slice: OnSlice | None = None) -> ReportMessage | None:
-        """The next report, or None after `timeout` s; the previous one is acknowledged now."""
+    async def wait_for_report(
+        self, timeout: float | None, on_slice: OnSlice | None = None, *, stop_when_idle: bool = False
+    ) -> ReportMessage | None:
+        """The next report, or None after `timeout` s (or at once when none can come, with `stop_when_idle`);
+        the previous one is acknowledged now."""
         ack, self._unacked = self._unacked, None
 
         async def each_slice() -> None:
@@ -96,6 +99,7 @@ class AsyncParent(Claimant):
             slice_s=self.slice_s,
             on_slice=each_slice,
             max_bytes=self.max_message_bytes,
+            stop_when_idle=stop_when_idle,
         )
         if found is None:
             return None

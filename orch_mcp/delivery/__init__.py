@@ -42,11 +42,13 @@ from .child import (
     StaleError,
     Taken,
     heartbeat_task,
+    queue_depth,
     report_task,
     take,
     take_task,
 )
 from .common import check_size, dead_letters, recent_events
+from .listing import TaskListing, TaskSummary, list_tasks
 from .lua import DEAD_LETTER_CAP, STATUS_STREAM_MAXLEN
 from .parent import (
     DEFAULT_MAX_DELIVERIES,
@@ -62,7 +64,16 @@ from .parent import (
 from .presence import PRESENCE_TTL_S, HeldError, claim_child, claim_parent, presence_token, release
 from .reaper import OfflineChild, offline_children, reap
 from .records import FINISHED, TASK_STATES, Attempt, DeadLetter, TaskRecord, TaskState
-from .status import ChildStatus, SessionStatus, iso_from_ms, session_status
+from .status import (
+    ChildStatus,
+    Outstanding,
+    SessionStatus,
+    age_s,
+    iso_from_ms,
+    outstanding,
+    server_ms,
+    session_status,
+)
 from .types import OnSlice
 
 
@@ -96,12 +107,16 @@ __all__ = [
     "HeldError",
     "OfflineChild",
     "OnSlice",
+    "Outstanding",
     "ReportOutcome",
     "SessionStatus",
     "StaleError",
     "Taken",
+    "TaskListing",
     "TaskRecord",
     "TaskState",
+    "TaskSummary",
+    "age_s",
     "cancel_task",
     "check_size",
     "claim_child",
@@ -112,8 +127,11 @@ __all__ = [
     "get_task",
     "heartbeat_task",
     "iso_from_ms",
+    "list_tasks",
     "offline_children",
+    "outstanding",
     "presence_token",
+    "queue_depth",
     "reap",
     "recent_events",
     "release",
@@ -123,6 +141,7 @@ __all__ = [
     "restore_report",
     "send_shutdown",
     "send_task",
+    "server_ms",
     "session_status",
     "take",
     "take_report",

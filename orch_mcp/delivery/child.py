@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from ..errors import ConflictError, DamagedRecordError, LimitError, MessageError, NotFoundError
 from ..messages import ReportMessage, ReportStatus, ShutdownMessage, TaskMessage, parse_message
@@ -122,6 +122,11 @@ async def take(
     return taken
 
 
+async def queue_depth(r: Redis, cfg: SessionConfig, child_id: int) -> int:
+    """How many messages wait in child `child_id`'s queue (tasks, or a shutdown)."""
+    return int(await r.llen(cfg.keys.tasks(child_id)))
+
+
 def _claim_keys(cfg: SessionConfig, child_id: int) -> list[str]:
     """The keys a claim may touch (after the task queue, for TRY_TAKE)."""
     keys = cfg.keys
@@ -218,12 +223,12 @@ def _check_route(cfg: SessionConfig, child_id: int, msg: TaskMessage | ReportMes
 
 
 class ReportOutcome(BaseModel):
-    """What `report` did: `accepted` false with `duplicate` true for a task already reported."""
+    """Whether a report was recorded: accepted, or a repeat of one already recorded (which changes nothing)."""
 
     task_id: str
-    accepted: bool
-    duplicate: bool = False
-    state: Literal["done", "failed"]
+    accepted: bool = Field(description="true: the result is recorded and on its way to the moogle")
+    duplicate: bool = Field(default=False, description="true: the task was already reported; nothing changed")
+    state: Literal["done", "failed"] = Field(description="the task's recorded outcome")
 
 
 async def report_task(

@@ -201,17 +201,20 @@ async def take_report(
     slice_s: float = MAX_BLOCK_SLICE_S,
     on_slice: OnSlice | None = None,
     max_bytes: int | None = None,
+    stop_when_idle: bool = False,
 ) -> tuple[ReportMessage, bytes] | None:
     """Wait up to `timeout` s for the next report; returns it with its exact bytes (pass them as `ack` next time).
 
     A report moves atomically into `<prefix>:reports:inflight` and stays there until acknowledged by
     the next call, so a wait cancelled at any moment gets it again. The oldest report comes first, in
     both modes. Whatever on the way is not a valid report of this session goes to the dead letters.
+    With `stop_when_idle`, it returns None at once when no report can come: no task queued or working
+    and none waiting (see `outstanding` to tell that from a timeout).
     """
     unacked = ack
     sweep = cfg.mode == "normal"  # reports pushed by hand onto a child's queue (no doorbell) are found once a call
 
-    async def attempt(seconds: float) -> tuple[ReportMessage, bytes] | None:
+    async def attempt(seconds: float) -> tuple[ReportMessage, bytes] | _Idle | None:
         nonlocal unacked, sweep
         if on_slice is not None:
             await on_slice()
@@ -223,18 +226,36 @@ async def take_report(
             found = await _accept_report(r, cfg, raw, max_bytes)
             if found is not None:
                 return found
+        # Read before looking at the report queues: a report that arrives after this read comes from a task
+        # counted here as working, so "nothing active, and no report found next" means none can come.
+        active = await _active_tasks(r, cfg) if stop_when_idle else 1
         for block in (None, seconds) if seconds >= MIN_BLOCK_S else (None,):
             while (moved := await _move_report(r, cfg, block, sweep)) is not None:
                 sweep, block = False, None
                 found = await _accept_report(r, cfg, moved, max_bytes)
                 if found is not None:
                     return found
+            if active == 0:
+                return _IDLE
         return None
 
     found = await sliced_wait(attempt, timeout, slice_s)
     if unacked is not None:  # the wait ended before its first look
         await r.lrem(cfg.keys.reports_inflight, 1, unacked)
-    return found
+    return found if isinstance(found, tuple) else None  # None: timed out, or idle
+
+
+class _Idle:
+    """What a wait's attempt returns when no report can come: it ends the wait early."""
+
+
+_IDLE = _Idle()
+
+
+async def _active_tasks(r: Redis, cfg: SessionConfig) -> int:
+    """How many tasks of the session are queued or working (from the counts the transition scripts keep)."""
+    queued, working = await r.hmget(cfg.keys.counts, ["queued", "working"])
+    return max(0, int(queued or 0)) + max(0, int(working or 0))
 
 
 async def _in_flight(r: Redis, cfg: SessionConfig, ack: bytes | None) -> list[bytes]:
