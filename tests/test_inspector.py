@@ -15,16 +15,14 @@ import anyio
 import pytest
 
 from orch_mcp.redis_client import Redis
+from orch_mcp.server import ROLE_TOOLS as SERVER_TOOLS
 from orch_mcp.sessions import current_session
 
 PACKAGE = "@modelcontextprotocol/inspector"
 FETCH_TIMEOUT_S = 240
 ROLE_ARGS = {"summoner": [], "moogle": [], "chocobo": ["--child-id", "1"]}
-ROLE_TOOLS = {
-    "summoner": {"init_session", "get_session", "list_sessions", "cleanup_session", "session_status"},
-    "moogle": {"send_task", "wait_for_report", "get_task", "cancel_task", "requeue_task", "shutdown", "session_status"},
-    "chocobo": {"wait_for_task", "heartbeat", "report"},
-}
+# What each role declares (tests/test_server.py pins the names): the inspector must list exactly that.
+ROLE_TOOLS = {role: {fn.__name__ for fn in tools} for role, tools in SERVER_TOOLS.items()}
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,7 @@ import pytest
 from mcp import Client
 from mcp_helpers import ok, serve_params, settings
 
+from orch_mcp.agents import AsyncParent
 from orch_mcp.config import OrchConfig
 from orch_mcp.redis_client import Redis
 from orch_mcp.server import PROGRESS_INTERVAL_S, create_server
@@ -27,7 +28,9 @@ class Recorder:
     ("role", "tool", "what"), [("chocobo", "wait_for_task", "task"), ("moogle", "wait_for_report", "report")]
 )
 async def test_progress_while_a_wait_blocks(r: Redis, orch_config: OrchConfig, role: str, tool: str, what: str) -> None:
-    await init_session(r, namespace="test", max_children=1)
+    cfg = await init_session(r, namespace="test", max_children=1)
+    if role == "moogle":  # a task that is queued: its report can still come, so the wait blocks (not "idle")
+        await AsyncParent(r, cfg).send_task(1, "for a chocobo that is not there")
     server = create_server(settings(orch_config, role, 1 if role == "chocobo" else None, progress_interval_s=0.2))
     recorder = Recorder()
     with anyio.fail_after(10):

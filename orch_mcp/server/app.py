@@ -16,6 +16,7 @@ from .moogle import (
     _redeliver_cancelled_reports,
     cancel_task,
     get_task,
+    list_tasks,
     requeue_task,
     send_task,
     shutdown,
@@ -28,7 +29,16 @@ from .texts import instructions
 
 ROLE_TOOLS: dict[Role, tuple[Callable[..., Awaitable[CallToolResult]], ...]] = {
     "summoner": (init_session, get_session, list_sessions, cleanup_session, session_status),
-    "moogle": (send_task, wait_for_report, get_task, cancel_task, requeue_task, shutdown, session_status),
+    "moogle": (
+        send_task,
+        wait_for_report,
+        get_task,
+        list_tasks,
+        cancel_task,
+        requeue_task,
+        shutdown,
+        session_status,
+    ),
     "chocobo": (wait_for_task, heartbeat, report),
 }
 

@@ -10,12 +10,13 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import CallToolResult
 from pydantic import Field
 
+from .. import delivery
 from ..agents import AsyncChild
 from ..delivery import Heartbeat, ReportOutcome, Taken
 from ..messages import ShutdownMessage
 from . import texts
 from .adapter import _Progress, _result, _state, tool_adapter
-from .models import TaskInfo, TaskWait, TimeoutArg
+from .models import TaskInfo, TaskWait, TimeoutArg, YourQueue
 from .settings import DEFAULT_WAIT_S
 from .state import PRESENCE_WAIT_S, ServerState
 
@@ -42,21 +43,24 @@ async def wait_for_task(
             child, taken = await progress.while_redis_is_down(wait)
             taking_over = child is None
     msg = taken.message
-    session_id = child.session.session_id if child is not None else state.session_id
+    child_id = state.settings.child_id or 0
+    session = child.session if child is not None else state.session
+    queued = await delivery.queue_depth(state.redis, session, child_id) if session is not None else 0
     out = TaskWait(
         status="timeout",
         cancelled=taken.cancelled,
-        child_id=state.settings.child_id or 0,
-        session_id=session_id,
+        outstanding=YourQueue(queued=queued),
+        child_id=child_id,
+        session_id=session.session_id if session is not None else "",
         waited_s=progress.waited(),
     )
     if isinstance(msg, ShutdownMessage):
         out.status, out.reason = "shutdown", msg.reason
         text = texts.shutdown_text(msg.reason)
     elif taking_over:
-        text = texts.taking_over_text(state.settings.child_id or 0)
+        text = texts.taking_over_text(child_id)
     elif msg is None:
-        text = texts.timeout_text("task", timeout_s, "wait_for_task")
+        text = texts.task_timeout_text(timeout_s, queued)
     else:
         out.status = "task"
         out.task = TaskInfo(
@@ -67,7 +71,7 @@ async def wait_for_task(
             created_at=msg.created_at.isoformat(),
             delivery_count=taken.attempt,
         )
-        text = texts.task_text(msg)
+        text = texts.task_text(msg, queued)
     return _result(out, texts.cancelled_note(taken.cancelled) + text)
 
 

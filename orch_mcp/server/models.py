@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field
 
-from ..delivery import OfflineChild
+from ..delivery import OfflineChild, Outstanding, TaskRecord, age_s
 from ..sessions import SessionConfig
 from .settings import MAX_WAIT_S
 
@@ -36,7 +36,7 @@ class SessionList(BaseModel):
     """The live sessions of the namespace, oldest first."""
 
     namespace: str
-    current: str | None = Field(description="the session id that servers started with --session-id current use")
+    current: str | None = Field(description="the session the moogle and chocobos use unless set to another one")
     sessions: list[SessionInfo]
 
 
@@ -71,10 +71,14 @@ class Report(BaseModel):
 
 
 class ReportWait(BaseModel):
-    """What wait_for_report found: a report, or nothing before the timeout."""
+    """What wait_for_report found: a report, nothing yet (timeout), or that none can come (idle)."""
 
-    status: Literal["report", "timeout"]
+    status: Literal["report", "timeout", "idle"] = Field(
+        description='"report": one came; "timeout": none yet, call again; "idle": nothing is queued, working or '
+        "waiting, so none can come until you send_task (all reports are in: shutdown)"
+    )
     report: Report | None = None
+    outstanding: Outstanding = Field(description="what is still to come after this answer")
     session_id: str
     waited_s: float
     offline: list[OfflineChild] = Field(
@@ -87,6 +91,7 @@ class Shutdown(BaseModel):
 
     told: list[int]
     now: bool
+    reason: str | None = Field(default=None, description="the reason the children are given")
     session_id: str
 
 
@@ -101,6 +106,12 @@ class TaskInfo(BaseModel):
     delivery_count: int = Field(description="how many times a child has taken this task, this time included")
 
 
+class YourQueue(BaseModel):
+    """What waits for a chocobo after this answer."""
+
+    queued: int = Field(description="messages waiting in your queue (tasks, or a shutdown)")
+
+
 class TaskWait(BaseModel):
     """What wait_for_task found: a task, a shutdown order, or nothing before the timeout."""
 
@@ -110,9 +121,27 @@ class TaskWait(BaseModel):
     cancelled: list[str] = Field(
         default_factory=list, description="your tasks the parent cancelled since your last call: drop them"
     )
+    outstanding: YourQueue
     child_id: int
     session_id: str
     waited_s: float
+
+
+class TaskView(TaskRecord):
+    """A task's record, with how long ago each of its times was (seconds, on the Redis clock)."""
+
+    created_ago_s: float | None = Field(default=None, description="seconds since send_task")
+    started_ago_s: float | None = Field(default=None, description="seconds since a child last took it")
+    finished_ago_s: float | None = Field(default=None, description="seconds since it was reported or cancelled")
+
+    @classmethod
+    def of(cls, rec: TaskRecord, now_ms: int) -> TaskView:
+        return cls(
+            **rec.model_dump(),
+            created_ago_s=age_s(now_ms, rec.created_at),
+            started_ago_s=age_s(now_ms, rec.started_at),
+            finished_ago_s=age_s(now_ms, rec.finished_at),
+        )
 
 
 # ---------------------------------------------------------------- argument types
@@ -135,3 +164,7 @@ TimeoutArg = Annotated[
         'On "timeout", simply call again.',
     ),
 ]
+
+#: The states a task can be in (TaskState's values), inline in the input schema (no $ref for clients to resolve).
+TaskStateName = Literal["queued", "working", "done", "failed", "cancelled"]
+TaskStateArg = Annotated[TaskStateName | None, Field(description="Only tasks in this state; omit for every state.")]

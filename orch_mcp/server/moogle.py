@@ -1,8 +1,8 @@
-"""The moogle's tools: send tasks, wait for reports, read, cancel and stop; and its redelivery middleware."""
+"""The moogle's tools: send tasks, wait for reports, list, read, cancel and stop; and its redelivery middleware."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import anyio
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
@@ -12,11 +12,12 @@ from pydantic import Field
 
 from .. import delivery
 from ..agents import AsyncParent
-from ..delivery import TaskRecord
+from ..delivery import TaskListing, TaskRecord, TaskState
+from ..delivery.listing import DEFAULT_LIMIT, MAX_LIMIT
 from ..messages import ReportMessage
 from . import texts
 from .adapter import _Progress, _result, _state, tool_adapter
-from .models import Report, ReportWait, SentTask, Shutdown, TaskIdArg, TimeoutArg
+from .models import Report, ReportWait, SentTask, Shutdown, TaskIdArg, TaskStateArg, TaskView, TimeoutArg
 from .settings import DEFAULT_WAIT_S
 from .state import ServerState
 
@@ -71,26 +72,35 @@ async def send_task(
 async def wait_for_report(
     ctx: Context[ServerState], timeout_s: TimeoutArg = DEFAULT_WAIT_S
 ) -> Annotated[CallToolResult, ReportWait]:
-    """Wait for the next report from any child; on "timeout" call it again."""
+    """Wait for the next report from any child; "timeout": call again; "idle": none can come (all in, or none sent)."""
     state = _state(ctx)
     progress = _Progress(ctx, timeout_s, "report")
-    parent: AsyncParent | None = None
     report = None
     async with state.waiting(timeout_s) as acquired:  # one wait at a time: the unacknowledged report is ours
         if acquired:
 
             async def wait() -> tuple[AsyncParent, ReportMessage | None]:
                 parent = await state.moogle()
-                return parent, await parent.wait_for_report(progress.remaining(), on_slice=progress)
+                found = await parent.wait_for_report(progress.remaining(), on_slice=progress, stop_when_idle=True)
+                return parent, found
 
-            waited, report = await progress.while_redis_is_down(wait)
-            state.delivered(ctx.request_id, waited.unacknowledged if report is not None else None)
-            parent = waited
-    session_id = parent.session.session_id if parent is not None else state.session_id
-    offline = await parent.offline() if parent is not None else []
+            parent, report = await progress.while_redis_is_down(wait)
+            state.delivered(ctx.request_id, parent.unacknowledged if report is not None else None)
+            # Counted while this server's waits are held off: the report just returned is the only one taken.
+            left = await delivery.outstanding(parent.r, parent.session, returned=int(report is not None))
+        else:  # another wait of this server held the turn for the whole timeout
+            parent = await state.moogle()
+            left = await delivery.outstanding(parent.r, parent.session)
+    offline = await parent.offline()
+    waited = progress.waited()
+    note = texts.offline_note(offline)
     if report is None:
-        out = ReportWait(status="timeout", session_id=session_id, waited_s=progress.waited(), offline=offline)
-        return _result(out, texts.offline_note(offline) + texts.timeout_text("report", timeout_s, "wait_for_report"))
+        status: Literal["timeout", "idle"] = "idle" if left.nothing_left else "timeout"
+        text = texts.idle_text(left) if status == "idle" else texts.wait_timeout_text(timeout_s, left)
+        out = ReportWait(
+            status=status, outstanding=left, session_id=parent.session.session_id, waited_s=waited, offline=offline
+        )
+        return _result(out, note + text)
     found = Report(
         task_id=report.task_id,
         child_id=report.child_id,
@@ -99,16 +109,39 @@ async def wait_for_report(
         error=report.error,
         created_at=report.created_at.isoformat(),
     )
-    out = ReportWait(status="report", report=found, session_id=session_id, waited_s=progress.waited(), offline=offline)
-    return _result(out, texts.offline_note(offline) + texts.report_text(report))
+    out = ReportWait(
+        status="report",
+        report=found,
+        outstanding=left,
+        session_id=parent.session.session_id,
+        waited_s=waited,
+        offline=offline,
+    )
+    return _result(out, note + texts.report_text(report, left))
 
 
 @tool_adapter
-async def get_task(ctx: Context[ServerState], task_id: TaskIdArg) -> Annotated[CallToolResult, TaskRecord]:
+async def get_task(ctx: Context[ServerState], task_id: TaskIdArg) -> Annotated[CallToolResult, TaskView]:
     """Read a task's record: its state (queued, working, done, failed, cancelled) and, once reported, its result."""
     state = _state(ctx)
     rec = await delivery.get_task(state.redis, await state.current(), task_id)
-    return _result(rec, texts.record_text(rec))
+    view = TaskView.of(rec, await delivery.server_ms(state.redis))
+    return _result(view, texts.record_text(view))
+
+
+@tool_adapter
+async def list_tasks(
+    ctx: Context[ServerState],
+    state: TaskStateArg = None,
+    limit: Annotated[
+        int, Field(ge=1, le=MAX_LIMIT, description=f"At most this many tasks (1-{MAX_LIMIT}, default {DEFAULT_LIMIT}).")
+    ] = DEFAULT_LIMIT,
+) -> Annotated[CallToolResult, TaskListing]:
+    """List this session's tasks, newest first, with their ids, children, states and ages (read-only)."""
+    server = _state(ctx)
+    wanted = TaskState(state) if state is not None else None
+    listing = await delivery.list_tasks(server.redis, await server.current(), wanted, limit)
+    return _result(listing, texts.tasks_text(listing))
 
 
 @tool_adapter
@@ -140,11 +173,15 @@ async def shutdown(
     now: Annotated[
         bool, Field(description="false (default): after the tasks already queued for it; true: before them.")
     ] = False,
+    reason: Annotated[
+        str | None, Field(max_length=2000, description="Optional: why they stop, shown to each child with the order.")
+    ] = None,
 ) -> Annotated[CallToolResult, Shutdown]:
     """Tell one chocobo child, or all, to stop once its queued tasks are done (or at once with now=true)."""
     parent = await _state(ctx).moogle()
-    told = await parent.shutdown(child_id, now=now)
-    return _result(Shutdown(told=told, now=now, session_id=parent.session.session_id), texts.told_text(told, now))
+    told = await parent.shutdown(child_id, now=now, reason=reason or None)
+    out = Shutdown(told=told, now=now, reason=reason or None, session_id=parent.session.session_id)
+    return _result(out, texts.told_text(told, now, reason or None))
 
 
 async def _redeliver_cancelled_reports(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> HandlerResult:
