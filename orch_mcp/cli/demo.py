@@ -31,6 +31,7 @@ from rich.text import Text
 from .. import sessions
 from ..config import RedisConfig
 from ..embedded import EmbeddedRedis, redis_version
+from ..keys import NamespaceKeys
 from ..redis_client import create_async_client, redis_errors
 from ..utils import new_id
 from . import common
@@ -157,6 +158,8 @@ async def play(args: argparse.Namespace, url: str, demo: Demo, logs: ServerLogs)
             demo.failure = f"the team did not finish within {args.timeout:g} s"
         with redis_errors(cfg):
             removed = await sessions.cleanup_session(client, session)
+            ns = NamespaceKeys(namespace)  # the demo's own namespace: nobody is left in it to be told anything
+            await client.delete(ns.current, ns.cleaned(session.session_id))
         demo.log(f"session cleaned up ({len(removed.removed_keys)} keys removed)")
         return {"session_id": session.session_id, "namespace": namespace, "removed_keys": len(removed.removed_keys)}
     finally:
