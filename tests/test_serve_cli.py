@@ -20,6 +20,7 @@ from mcp_helpers import error, ok, serve_params
 from orch_mcp.embedded import free_port
 from orch_mcp.redis_client import Redis
 from orch_mcp.serve import UsageError, load_settings, parse_settings
+from orch_mcp.server.app import ROLE_TOOLS
 from orch_mcp.sessions import init_session
 
 CLEAN_ENV = {k: v for k, v in os.environ.items() if not k.startswith(("ORCH_", "REDIS_"))}
@@ -196,7 +197,7 @@ async def test_a_server_whose_redis_is_down_starts_and_says_how_to_fix_it(env_fo
     url = f"redis://127.0.0.1:{free_port()}/0"
     with anyio.fail_after(20):
         async with Client(serve_params("moogle", env_for, "--url", url)) as client:
-            assert len((await client.list_tools()).tools) == 7
+            assert len((await client.list_tools()).tools) == len(ROLE_TOOLS["moogle"])
             calls: list[tuple[str, dict[str, Any]]] = [
                 ("send_task", {"child_id": 1, "prompt": "x"}),
                 ("wait_for_report", {"timeout_s": 2}),  # tries again while Redis is down, then says so once
@@ -316,7 +317,11 @@ def test_the_example_client_config_is_a_ready_team() -> None:
 
 def test_the_dev_module_builds_its_server_from_the_environment() -> None:
     code = "import orch_mcp.dev as d; print(d.server.name); print(len(d.server._tool_manager.list_tools()))"
-    for env, name, tools in [({}, "orch-mcp moogle", 7), ({"ORCH_ROLE": "chocobo"}, "orch-mcp chocobo 1", 3)]:
+    moogle, chocobo = len(ROLE_TOOLS["moogle"]), len(ROLE_TOOLS["chocobo"])
+    for env, name, tools in [
+        ({}, "orch-mcp moogle", moogle),
+        ({"ORCH_ROLE": "chocobo"}, "orch-mcp chocobo 1", chocobo),
+    ]:
         done = subprocess.run([sys.executable, "-c", code], env={**CLEAN_ENV, **env}, capture_output=True, text=True)
         assert done.returncode == 0, done.stderr
         assert done.stdout.splitlines() == [name, str(tools)]
