@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 import redis
 
+from orch_mcp import delivery
 from orch_mcp.config import OrchConfig, RedisConfig
 from orch_mcp.embedded import EmbeddedRedis
 from orch_mcp.redis_client import Redis, create_async_client
@@ -65,3 +66,15 @@ def env_for(redis_url: str) -> dict[str, str]:
     env["REDIS_URL"] = redis_url
     env["ORCH_NAMESPACE"] = "test"
     return env
+
+
+@pytest.fixture
+def quick_renewal(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Live holders in this process renew their presence claims every 0.5 s instead of every 2 s.
+
+    For tests of a newcomer refused because a live rival renewed its claim while it waited: the refusal comes at
+    the holder's next renewal, and how long that takes is not what they test. Claims still last PRESENCE_TTL_S.
+    The newcomer looks at the claim's TTL every 0.2 s and takes a rise of over 0.1 s for a renewal, so renewals
+    must stay well apart from its looks (at 0.25 s a renewal would hide between two looks).
+    """
+    monkeypatch.setattr(delivery.presence, "RENEW_EVERY_S", 0.5)

@@ -1059,6 +1059,7 @@ NAMES_FLAGS = (
 )
 
 
+@pytest.mark.usefixtures("quick_renewal")
 async def test_tool_errors_name_no_server_flag(servers: Servers, redis_server: EmbeddedRedis) -> None:
     orch = OrchConfig(redis=RedisConfig(url=redis_server.url), namespace=NS, max_message_bytes=LIMIT)
     texts = []

@@ -457,6 +457,7 @@ async def test_presence_conflict_and_release(r: Redis, session: SessionConfig) -
     assert 0 < await r.ttl(session.keys.presence(1)) <= delivery.PRESENCE_TTL_S
 
 
+@pytest.mark.usefixtures("quick_renewal")
 async def test_async_child_claim(r: Redis, session: SessionConfig) -> None:
     first, second = AsyncChild(r, session, 3), AsyncChild(r, session, 3)
     assert await first.claim() is True

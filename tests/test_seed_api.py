@@ -143,6 +143,7 @@ def test_module_functions_keep_plain_blocking_pop_meaning(redis_config: RedisCon
 # ---------------------------------------------------------------- Parent / Child
 
 
+@pytest.mark.usefixtures("quick_renewal")
 def test_parent_and_child(redis_config: RedisConfig) -> None:
     config = initialize_summoner_orchestration(max_children=2, redis_config=redis_config)
     with Parent(redis_config=redis_config) as parent, Child(child_id=2, redis_config=redis_config) as child:

@@ -451,6 +451,7 @@ async def test_a_fixed_session_id(orch_config: OrchConfig, r: Redis) -> None:
         assert "session 'gone' not found in namespace 'test'" in error(await moogle.call_tool("session_status", {}))
 
 
+@pytest.mark.usefixtures("quick_renewal")
 async def test_one_live_chocobo_per_child_id(orch_config: OrchConfig, r: Redis) -> None:
     async with Client(create_server(settings(orch_config, "summoner"))) as summoner:
         ok(await summoner.call_tool("init_session", {"max_children": 2}))
