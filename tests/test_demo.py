@@ -21,7 +21,8 @@ pytestmark = pytest.mark.slow
 
 def test_demo_json_with_its_own_redis(env_for: dict[str, str]) -> None:
     env = {k: v for k, v in env_for.items() if k not in ("REDIS_URL", "ORCH_NAMESPACE")}
-    proc = run_cli(["-m", "orch_mcp", "demo", "--children", "3", "--tasks", "9", "--json"], env, timeout=90)
+    args = ["--children", "3", "--tasks", "9", "--work-seconds", "0.05", "--json"]  # `run.py demo` runs the defaults
+    proc = run_cli(["-m", "orch_mcp", "demo", *args], env, timeout=90)
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == ""
     result = json.loads(proc.stdout)
