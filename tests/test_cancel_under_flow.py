@@ -48,6 +48,10 @@ MIN_CANCEL_DELAY_S = 0.00005
 MAX_CANCEL_DELAY_S = 0.004
 #: The most scheduler turns a take or wait is given before it is cancelled (when cancelled by turns).
 MAX_CANCEL_TURNS = 12
+#: How long a take or wait of the flow may block. Well over MIN_BLOCK_S (0.05 s), the shortest wait that blocks:
+#: a wait of 0.05 s has a little less than that left by its first look, so it looked again and again without ever
+#: blocking (a hundred scripts a wait), and the hand-over of a blocking BLMOVE was never cancelled.
+WAIT_S = 0.1
 
 
 async def cancelled_at_random(call: Callable[[], Awaitable[T]], rng: random.Random) -> tuple[bool, T | None]:
@@ -165,9 +169,9 @@ async def work(
     held = await items(r, inflight)
     while not stop.is_set():
         if cancel_takes:
-            cancelled, msg = await cancelled_at_random(lambda: child.take(0.05), rng)
+            cancelled, msg = await cancelled_at_random(lambda: child.take(WAIT_S), rng)
         else:
-            cancelled, msg = False, await child.take(0.05)
+            cancelled, msg = False, await child.take(WAIT_S)
         if cancelled:
             tally.task_cancels += 1
             now = await items(r, inflight)
@@ -193,7 +197,7 @@ async def collect(
     unacked: str | None = None  # the report the last wait returned: the next wait acknowledges it
     while len(tally.received) < total:
         before = await items(r, inflight)
-        cancelled, report = await cancelled_at_random(lambda: parent.wait_for_report(0.05), rng)
+        cancelled, report = await cancelled_at_random(lambda: parent.wait_for_report(WAIT_S), rng)
         if cancelled:
             tally.report_cancels += 1
             if unacked is not None:
@@ -214,7 +218,7 @@ async def check_nothing_lost(r: Redis, parent: AsyncParent, sent: list[str], tal
     """Every task was taken once, reported once (done), its report received; every list is empty."""
     cfg = parent.session
     # The last report is acknowledged by one more wait; anything else still in flight must be a permitted repeat.
-    while (extra := await parent.wait_for_report(0.05)) is not None:
+    while (extra := await parent.wait_for_report(WAIT_S)) is not None:
         assert extra.task_id in tally.ack_cancelled, f"report of task {extra.task_id} left over in flight"
         tally.received[extra.task_id] += 1
     assert len(set(sent)) == len(sent)
