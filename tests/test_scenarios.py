@@ -13,6 +13,7 @@ from cli_helpers import LineReader, finish, one_error_line, orch, run_cli
 
 from orch_mcp.agents import Parent
 from orch_mcp.config import RedisConfig
+from orch_mcp.orchestration import initialize_summoner_orchestration
 
 SUMMONER = ["-m", "orch_mcp.scenarios.summoner_scenario"]
 MOOGLE = ["-m", "orch_mcp.scenarios.moogle_scenario"]
@@ -36,12 +37,23 @@ def procs() -> Iterator[list[subprocess.Popen[str]]]:
 
 
 def summon(env: Mapping[str, str], children: int) -> str:
+    """A session made by the summoner scenario, a process of its own."""
     proc = run_cli([*SUMMONER, "--max-children", str(children), "--json"], env)
     assert proc.returncode == 0, proc.stderr
     session = json.loads(proc.stdout)
     assert session["mode"] == "summoner" and session["max_children"] == children
     sid: str = session["session_id"]
     return sid
+
+
+def session(redis_url: str, children: int) -> str:
+    """A session made in this process, as the summoner scenario makes it, for the tests of the other scenarios.
+
+    (The summoner scenario's own process is tested above and end to end; a process less per test here.)
+    """
+    return initialize_summoner_orchestration(
+        max_children=children, namespace="test", redis_config=RedisConfig(url=redis_url)
+    ).session_id
 
 
 def test_summoner_prints_the_session_and_next_steps(env_for: dict[str, str]) -> None:
@@ -85,8 +97,8 @@ def test_summoner_then_moogle_and_chocobos_end_to_end(
     assert report2["stopped_by"] == "shutdown" and [t["prompt"] for t in report2["tasks"]] == ["T2", "T 4"]
 
 
-def test_moogle_text_output(env_for: dict[str, str], procs: list[subprocess.Popen[str]]) -> None:
-    sid = summon(env_for, 1)
+def test_moogle_text_output(env_for: dict[str, str], redis_url: str, procs: list[subprocess.Popen[str]]) -> None:
+    sid = session(redis_url, 1)
     procs.append(start([*CHOCOBO, "--session-id", sid, "--work-seconds", "0"], env_for))
     moogle = orch("scenario", "moogle", "--tasks", "Only task", env=env_for)
     assert moogle.returncode == 0, moogle.stderr
@@ -100,7 +112,7 @@ def test_moogle_text_output(env_for: dict[str, str], procs: list[subprocess.Pope
 
 
 def test_chocobo_stops_after_max_tasks_and_when_idle(env_for: dict[str, str], redis_url: str) -> None:
-    sid = summon(env_for, 1)
+    sid = session(redis_url, 1)
     with Parent(sid, namespace="test", redis_config=RedisConfig(url=redis_url)) as parent:
         first = parent.send_task(1, "first")
         second = parent.send_task(1, "second")
@@ -116,9 +128,9 @@ def test_chocobo_stops_after_max_tasks_and_when_idle(env_for: dict[str, str], re
 
 
 def test_a_second_chocobo_for_a_live_child_id_is_refused(
-    env_for: dict[str, str], procs: list[subprocess.Popen[str]]
+    env_for: dict[str, str], redis_url: str, procs: list[subprocess.Popen[str]]
 ) -> None:
-    sid = summon(env_for, 2)
+    sid = session(redis_url, 2)
     first = start([*CHOCOBO, "--session-id", sid, "--child-id", "2"], env_for)
     procs.append(first)
     LineReader(first.stdout).until(lambda line: "waiting for tasks" in line)  # type: ignore[arg-type]
@@ -129,8 +141,10 @@ def test_a_second_chocobo_for_a_live_child_id_is_refused(
     assert bad.returncode == 1 and "children 1..2" in one_error_line(bad)
 
 
-def test_chocobo_ctrl_c_exits_cleanly(env_for: dict[str, str], procs: list[subprocess.Popen[str]]) -> None:
-    summon(env_for, 1)
+def test_chocobo_ctrl_c_exits_cleanly(
+    env_for: dict[str, str], redis_url: str, procs: list[subprocess.Popen[str]]
+) -> None:
+    session(redis_url, 1)
     proc = start([*CHOCOBO], env_for)
     procs.append(proc)
     LineReader(proc.stdout).until(lambda line: "waiting for tasks" in line)  # type: ignore[arg-type]
@@ -149,8 +163,8 @@ def test_moogle_without_a_session_says_what_to_do(env_for: dict[str, str]) -> No
     )
 
 
-def test_moogle_gives_up_after_its_timeout(env_for: dict[str, str]) -> None:
-    summon(env_for, 1)
+def test_moogle_gives_up_after_its_timeout(env_for: dict[str, str], redis_url: str) -> None:
+    session(redis_url, 1)
     proc = run_cli([*MOOGLE, "--tasks", "nobody will do this", "--timeout", "0.5"], env_for)
     assert proc.returncode == 1
     assert "only 0 of 1 reports arrived within 0.5 s" in proc.stdout
