@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 from collections.abc import AsyncIterator, Iterator
 
@@ -18,6 +19,28 @@ from orch_mcp.redis_client import Redis, create_async_client
 # tests start would inherit that: the Ctrl+C tests could then never stop them. Give Ctrl+C back its meaning.
 if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+#: The most workers `-n auto` starts: each has its own redis-server and imports, and the suite's time is mostly
+#: subprocesses and waits, which more workers than this share no better.
+MAX_WORKERS = 4
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
+    """How many workers `-n auto` (pyproject's addopts) starts: one per CPU up to MAX_WORKERS, or none at all.
+
+    None (0: the tests run in this process, one at a time) for a run that selects the chaos or cluster tests: they
+    kill and restart servers, measure latencies and print their figures, which a worker's output would lose; and
+    on a single CPU. PYTEST_XDIST_AUTO_NUM_WORKERS, if set, decides (pytest-xdist's own rule); `-n 0` or `-n 2`
+    on the command line win over all this.
+    """
+    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
+        return None
+    selected = re.sub(r"\bnot\s+(chaos|cluster)\b", "", config.getoption("markexpr") or "")
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    if re.search(r"\b(chaos|cluster)\b", selected) or cpus < 2:
+        return 0
+    return min(cpus, MAX_WORKERS)
 
 
 @pytest.fixture(scope="session")
