@@ -105,9 +105,13 @@ def block_slice(config: RedisConfig) -> float:
 
 
 async def sliced_wait(
-    attempt: Callable[[float], Awaitable[T | None]], timeout: float | None, slice_s: float
+    attempt: Callable[[float], Awaitable[T | None]], timeout: float | None, slice_s: float, *, min_block_s: float = 0.0
 ) -> T | None:
-    """Call `attempt(seconds)` in slices until it returns a value or `timeout` passes (None or 0: forever)."""
+    """Call `attempt(seconds)` in slices until it returns a value or `timeout` passes (None or 0: forever).
+
+    An attempt given less than `min_block_s` only looks (it does not block), so it is the last one: without
+    that, the final fraction of a wait would call it in a tight loop until the deadline.
+    """
     deadline = None if not timeout else time.monotonic() + timeout
     while True:
         step = slice_s
@@ -116,7 +120,7 @@ async def sliced_wait(
             if step <= 0.001:
                 return None
         result = await attempt(max(step, 0.01))
-        if result is not None:
+        if result is not None or step < min_block_s:
             return result
         if deadline is not None and time.monotonic() >= deadline:
             return None

@@ -542,3 +542,17 @@ async def test_scripts_survive_a_script_flush(r: Redis, session: SessionConfig) 
         report = await parent.wait_for_report(2)
         assert report is not None and report.task_id == task.task_id
         assert (await delivery.get_task(r, session, task.task_id)).delivery_count == 1
+
+
+async def evalsha_calls(r: Redis) -> int:
+    stats = await r.info("commandstats")
+    return sum(int(stats.get(f"cmdstat_{name}", {}).get("calls", 0)) for name in ("evalsha", "eval"))
+
+
+async def test_a_wait_shorter_than_a_blocking_command_looks_once(r: Redis, session: SessionConfig) -> None:
+    """take_task / take_report with a few ms left look once, never poll Redis in a loop until the deadline."""
+    await r.config_resetstat()
+    assert await delivery.take_task(r, session, 1, 0.04) is None
+    assert await delivery.take_report(r, session, 0.04) is None
+    # one look each, plus the reaper lock and the presence touches: a handful, not hundreds
+    assert await evalsha_calls(r) <= 8

@@ -118,7 +118,7 @@ async def take(
         )
         return None if moved is None else await step()
 
-    taken.message = await sliced_wait(attempt, timeout, slice_s)
+    taken.message = await sliced_wait(attempt, timeout, slice_s, min_block_s=MIN_BLOCK_S)
     return taken
 
 

@@ -239,7 +239,7 @@ async def take_report(
                 return _IDLE
         return None
 
-    found = await sliced_wait(attempt, timeout, slice_s)
+    found = await sliced_wait(attempt, timeout, slice_s, min_block_s=MIN_BLOCK_S)
     if unacked is not None:  # the wait ended before its first look
         await r.lrem(cfg.keys.reports_inflight, 1, unacked)
     return found if isinstance(found, tuple) else None  # None: timed out, or idle
