@@ -45,6 +45,7 @@ def test_demo_text_on_a_given_redis_leaves_nothing_behind(env_for: dict[str, str
     )
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
+    assert not [line for line in lines if line != line.rstrip()], "piped output has no trailing spaces"
     assert lines[0].strip() == "orch-mcp demo: results"
     rows = [line.split() for line in lines if line.split()[:1] and line.split()[0].isdigit()]
     assert [(row[0], row[2], row[3]) for row in rows] == [

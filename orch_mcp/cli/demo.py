@@ -36,6 +36,7 @@ from ..redis_client import create_async_client, redis_errors
 from ..utils import new_id
 from . import common
 from .demo_team import SAMPLE_PROMPTS, Demo, ServerLogs, TaskRow, run_team
+from .view import show
 
 STATE_STYLE = {"queued": "cyan", "working": "yellow", "done": "green", "failed": "red", "cancelled": "dim"}
 
@@ -217,15 +218,14 @@ def handle(args: argparse.Namespace) -> int:
             }
         )
     else:
-        out = Console(highlight=False)
-        out.print(result_table(demo))
         plural = "" if args.children == 1 else "s"
-        out.print(f"{demo.count('done')}/{len(rows)} tasks done by {args.children} chocobo{plural} in {elapsed:.1f} s")
-        out.print(
-            f"  agents: 1 moogle + {args.children} chocobo{plural}, each an `orch-mcp serve` process over MCP stdio"
-        )
-        out.print(f"  Redis:  {where}")
-        out.print(f"  session {facts['session_id']} cleaned up ({facts['removed_keys']} keys)")
+        summary = [
+            f"{demo.count('done')}/{len(rows)} tasks done by {args.children} chocobo{plural} in {elapsed:.1f} s",
+            f"  agents: 1 moogle + {args.children} chocobo{plural}, each an `orch-mcp serve` process over MCP stdio",
+            f"  Redis:  {where}",
+            f"  session {facts['session_id']} cleaned up ({facts['removed_keys']} keys)",
+        ]
+        show(Console(highlight=False), Group(result_table(demo), *(Text(line) for line in summary)))
     if demo.failure is not None:
         return common.fail(f"demo failed: {demo.failure}")
     if not all_done:
