@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 import pytest
 import redis
-from cli_helpers import LineReader, finish, one_error_line, orch, run_cli
+from cli_helpers import LineReader, finish, one_error_line, orch, run_cli, run_main
 
 from orch_mcp.embedded import free_port
 from orch_mcp.messages import TaskMessage
@@ -287,82 +287,109 @@ def test_init_bad_session_id_is_one_line(env_for: dict[str, str]) -> None:
 
 # ---------------------------------------------------------------- usage errors and an unreachable Redis
 
+# The two tables below run each case in this process, through the module's `main(argv)` (what its `__main__`
+# runs), except these cases: one per kind of entry point (`python -m orch_mcp`, the `orch-mcp` console script's
+# module; `python -m orch_mcp.cli.<tool>`; a scenario module), run as real processes, so that what a process
+# does with main's result (exit code, stderr, no traceback) is proven too.
+AS_PROCESSES = {
+    "-m orch_mcp nosuchcommand",
+    "-m orch_mcp.cli.rpush my-queue --bogus",
+    "-m orch_mcp.scenarios.summoner_scenario --bogus",
+    "-m orch_mcp status",
+    "-m orch_mcp.cli.rpush q m",
+    "-m orch_mcp.scenarios.summoner_scenario",
+}
 
-@pytest.mark.parametrize(
-    "args",
-    [
-        [*RPUSH, "my-queue", "--bogus"],
-        [*RPUSH],
-        [*RPUSH, "my-queue"],
-        [*RPUSH, "--port", "99999", "q", "m"],
-        [*BLPOP],
-        [*BLPOP, "q", "--count", "0"],
-        [*BLPOP, "q", "--timeout", "soon"],
-        [*INIT, "--max-children", "0"],
-        [*INIT, "--summoner-mode", "--prefix", "x"],
-        [*INIT, "get"],
-        [*INIT, "cleanup", "--session-id", "a", "--prefix", "b"],
-        ["-m", "orch_mcp", "nosuchcommand"],
-        ["-m", "orch_mcp", "scenario", "dragon"],
-        ["-m", "orch_mcp", "status", "--events", "many"],
-        ["-m", "orch_mcp", "watch", "--bogus"],
-        ["-m", "orch_mcp", "redis", "restart"],
-        ["-m", "orch_mcp", "demo", "--children", "0"],
-        ["-m", "orch_mcp"],
-        ["-m", "orch_mcp.cli.main"],
-        ["-m", "orch_mcp", "scenario"],
-        ["-m", "orch_mcp.scenarios.moogle_scenario", "--tasks"],
-        ["-m", "orch_mcp.scenarios.chocobo_scenario", "--child-id", "0"],
-        ["-m", "orch_mcp.scenarios.summoner_scenario", "--bogus"],
-        ["-m", "orch_mcp", "serve", "--role", "moogle", "--child-id", "2"],
-        ["-m", "orch_mcp.serve", "--bogus"],
-        ["-m", "orch_mcp", "status", "one", "--prefix", "two"],
-        ["-m", "orch_mcp", "redis", "status", "--url", "redis://127.0.0.1:6379/0"],
-        ["-m", "orch_mcp.cli.redis_cmd", "stop", "--port", "0"],
-        [*RPUSH, "--url", "http://localhost", "q", "m"],
-        [*INIT, "--url", "redis://127.0.0.1:6379/0", "--port", "6380"],
-        [*INIT, "list", "--namespace", "a b"],
-        ["-m", "orch_mcp.cli.watch", "--session-id"],
-    ],
-    ids=lambda a: " ".join(a[1:]),
-)
-def test_bad_flags_exit_2_with_one_line(args: list[str], env_for: dict[str, str]) -> None:
-    proc = run_cli(args, env_for)
+
+def run_case(
+    args: list[str], env: dict[str, str], monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> subprocess.CompletedProcess[str]:
+    """A table's case: as a process if it is one of AS_PROCESSES, else in this process."""
+    if " ".join(args) in AS_PROCESSES:
+        return run_cli(args, env)
+    return run_main(args, env, monkeypatch, capfd)
+
+
+def test_each_kind_of_entry_point_runs_as_a_process_in_the_tables() -> None:
+    assert {" ".join(a) for a in BAD_FLAGS + UNREACHABLE if " ".join(a) in AS_PROCESSES} == AS_PROCESSES
+
+
+BAD_FLAGS = [
+    [*RPUSH, "my-queue", "--bogus"],
+    [*RPUSH],
+    [*RPUSH, "my-queue"],
+    [*RPUSH, "--port", "99999", "q", "m"],
+    [*BLPOP],
+    [*BLPOP, "q", "--count", "0"],
+    [*BLPOP, "q", "--timeout", "soon"],
+    [*INIT, "--max-children", "0"],
+    [*INIT, "--summoner-mode", "--prefix", "x"],
+    [*INIT, "get"],
+    [*INIT, "cleanup", "--session-id", "a", "--prefix", "b"],
+    ["-m", "orch_mcp", "nosuchcommand"],
+    ["-m", "orch_mcp", "scenario", "dragon"],
+    ["-m", "orch_mcp", "status", "--events", "many"],
+    ["-m", "orch_mcp", "watch", "--bogus"],
+    ["-m", "orch_mcp", "redis", "restart"],
+    ["-m", "orch_mcp", "demo", "--children", "0"],
+    ["-m", "orch_mcp"],
+    ["-m", "orch_mcp.cli.main"],
+    ["-m", "orch_mcp", "scenario"],
+    ["-m", "orch_mcp.scenarios.moogle_scenario", "--tasks"],
+    ["-m", "orch_mcp.scenarios.chocobo_scenario", "--child-id", "0"],
+    ["-m", "orch_mcp.scenarios.summoner_scenario", "--bogus"],
+    ["-m", "orch_mcp", "serve", "--role", "moogle", "--child-id", "2"],
+    ["-m", "orch_mcp.serve", "--bogus"],
+    ["-m", "orch_mcp", "status", "one", "--prefix", "two"],
+    ["-m", "orch_mcp", "redis", "status", "--url", "redis://127.0.0.1:6379/0"],
+    ["-m", "orch_mcp.cli.redis_cmd", "stop", "--port", "0"],
+    [*RPUSH, "--url", "http://localhost", "q", "m"],
+    [*INIT, "--url", "redis://127.0.0.1:6379/0", "--port", "6380"],
+    [*INIT, "list", "--namespace", "a b"],
+    ["-m", "orch_mcp.cli.watch", "--session-id"],
+]
+
+
+@pytest.mark.parametrize("args", BAD_FLAGS, ids=lambda a: " ".join(a[1:]))
+def test_bad_flags_exit_2_with_one_line(
+    args: list[str], env_for: dict[str, str], monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    proc = run_case(args, env_for, monkeypatch, capfd)
     assert proc.returncode == 2, (proc.stdout, proc.stderr)
     line = one_error_line(proc)
     assert line.startswith(("python -m orch_mcp", "orch-mcp")), line
     assert proc.stdout == ""
 
 
-@pytest.mark.parametrize(
-    "args",
-    [
-        [*RPUSH, "q", "m"],
-        [*BLPOP, "q", "--timeout", "1"],
-        [*INIT],
-        [*INIT, "--summoner-mode"],
-        [*INIT, "get", "--session-id", "abc"],
-        [*INIT, "cleanup", "--session-id", "abc"],
-        ["-m", "orch_mcp", "status"],
-        ["-m", "orch_mcp", "watch"],
-        ["-m", "orch_mcp.scenarios.summoner_scenario"],
-        ["-m", "orch_mcp.scenarios.moogle_scenario", "--session-id", "abc"],
-        ["-m", "orch_mcp.scenarios.chocobo_scenario", "--session-id", "abc", "--child-id", "1"],
-        ["-m", "orch_mcp", "demo", "--json", "--url"],
-        [*INIT, "list"],
-        ["-m", "orch_mcp", "init", "list", "--json"],
-        ["-m", "orch_mcp", "status", "--session-id", "abc"],
-        ["-m", "orch_mcp.cli.status", "abc"],
-        ["-m", "orch_mcp.cli.watch"],
-        ["-m", "orch_mcp", "scenario", "chocobo", "--child-id", "1"],
-    ],
-    ids=lambda a: " ".join(a[1:]),
-)
-def test_unreachable_redis_exit_1_with_one_line(args: list[str], env_for: dict[str, str]) -> None:
+UNREACHABLE = [
+    [*RPUSH, "q", "m"],
+    [*BLPOP, "q", "--timeout", "1"],
+    [*INIT],
+    [*INIT, "--summoner-mode"],
+    [*INIT, "get", "--session-id", "abc"],
+    [*INIT, "cleanup", "--session-id", "abc"],
+    ["-m", "orch_mcp", "status"],
+    ["-m", "orch_mcp", "watch"],
+    ["-m", "orch_mcp.scenarios.summoner_scenario"],
+    ["-m", "orch_mcp.scenarios.moogle_scenario", "--session-id", "abc"],
+    ["-m", "orch_mcp.scenarios.chocobo_scenario", "--session-id", "abc", "--child-id", "1"],
+    ["-m", "orch_mcp", "demo", "--json", "--url"],
+    [*INIT, "list"],
+    ["-m", "orch_mcp", "init", "list", "--json"],
+    ["-m", "orch_mcp", "status", "--session-id", "abc"],
+    ["-m", "orch_mcp.cli.status", "abc"],
+    ["-m", "orch_mcp.cli.watch"],
+    ["-m", "orch_mcp", "scenario", "chocobo", "--child-id", "1"],
+]
+
+
+@pytest.mark.parametrize("args", UNREACHABLE, ids=lambda a: " ".join(a[1:]))
+def test_unreachable_redis_exit_1_with_one_line(
+    args: list[str], env_for: dict[str, str], monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
     closed = f"redis://127.0.0.1:{free_port()}/0"
-    if args[-1] == "--url":
-        args = [*args, closed]
-    proc = run_cli(args, {**env_for, "REDIS_URL": closed})
+    env = {**env_for, "REDIS_URL": closed}
+    proc = run_case([*args, closed] if args[-1] == "--url" else args, env, monkeypatch, capfd)
     assert proc.returncode == 1, (proc.stdout, proc.stderr)
     line = one_error_line(proc)
     assert line.startswith(f"orch-mcp: Redis at {closed} is unreachable"), line
