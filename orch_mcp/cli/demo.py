@@ -19,30 +19,28 @@ import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import anyio
-from rich import box
-from rich.console import Console, Group, RenderableType
-from rich.live import Live
-from rich.table import Table
-from rich.text import Text
-
-from .. import sessions
 from ..config import RedisConfig
-from ..embedded import EmbeddedRedis, redis_version
-from ..keys import NamespaceKeys
-from ..redis_client import create_async_client, redis_errors
-from ..utils import new_id
 from . import common
-from .demo_team import SAMPLE_PROMPTS, Demo, ServerLogs, TaskRow, run_team
-from .view import show
+
+# The team's modules (mcp, rich, anyio) load only once the flags are known to be good: a usage error is quick.
+if TYPE_CHECKING:
+    from rich.console import RenderableType
+    from rich.table import Table
+
+    from .demo_team import Demo, ServerLogs
 
 STATE_STYLE = {"queued": "cyan", "working": "yellow", "done": "green", "failed": "red", "cancelled": "dim"}
 
 
 def live_view(demo: Demo) -> RenderableType:
     """What a terminal shows while the demo runs."""
+    from rich import box
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
     done = demo.count("done", "failed", "cancelled")
     width = 30
     filled = int(width * done / max(len(demo.rows), 1))
@@ -61,6 +59,10 @@ def live_view(demo: Demo) -> RenderableType:
 
 def result_table(demo: Demo) -> Table:
     """The final table: task, child, state, time."""
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
+
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False, title="orch-mcp demo: results", title_justify="left")
     table.add_column("#", justify="right", no_wrap=True)
     table.add_column("task", no_wrap=True)
@@ -130,6 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
 @contextmanager
 def redis_for_demo(url: str | None) -> Iterator[tuple[str, str]]:
     """(url, description): the given Redis, or a private embedded one for the length of the demo."""
+    from ..embedded import EmbeddedRedis, redis_version
+
     if url:
         yield url, RedisConfig(url=url).display_url
         return
@@ -139,6 +143,14 @@ def redis_for_demo(url: str | None) -> Iterator[tuple[str, str]]:
 
 async def play(args: argparse.Namespace, url: str, demo: Demo, logs: ServerLogs) -> dict[str, Any]:
     """Create the session, run the team, clean up; returns the session facts."""
+    import anyio
+
+    from .. import sessions
+    from ..keys import NamespaceKeys
+    from ..redis_client import create_async_client, redis_errors
+    from ..utils import new_id
+    from .demo_team import run_team
+
     cfg = RedisConfig(url=url)
     namespace = f"demo-{new_id()[:8]}"
     client = create_async_client(cfg)
@@ -174,6 +186,14 @@ def _interrupt(signum: int, _frame: object) -> None:
 
 def handle(args: argparse.Namespace) -> int:
     """Run the demo and print its result."""
+    import anyio
+    from rich.console import Console, Group
+    from rich.live import Live
+    from rich.text import Text
+
+    from .demo_team import SAMPLE_PROMPTS, Demo, ServerLogs, TaskRow
+    from .view import show
+
     # A closed terminal (SIGHUP) or a kill (SIGTERM) unwinds like Ctrl+C: the servers and the private Redis stop.
     for signum in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
         if signum is not None:
