@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Callable, Iterator
 
 import pytest
-from cli_helpers import LineReader, finish, one_error_line, orch
+from cli_helpers import LineReader, finish, one_error_line, orch, run_main
 
 from orch_mcp import delivery
 from orch_mcp.agents import AsyncChild, AsyncParent, Child, Parent
@@ -154,18 +154,20 @@ def test_status_json_and_text(env_for: dict[str, str], redis_url: str) -> None:
 
 
 @pytest.mark.parametrize("command", ["status", "watch"])
-def test_without_a_session_says_what_to_run(env_for: dict[str, str], command: str) -> None:
-    proc = orch(command, env=env_for)
+def test_without_a_session_says_what_to_run(
+    env_for: dict[str, str], command: str, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    proc = orch(command, env=env_for)  # a real process; the other cases run the command's main in this one
     assert proc.returncode == 1
     assert one_error_line(proc) == (
         "orch-mcp: no session exists yet in namespace 'test': create one with `orch-mcp init` (or have the "
         f"summoner call init_session), or name one with `orch-mcp {command} --session-id ID`"
     )
     for args in (["no-such-session"], ["--session-id", "no-such-session"]):
-        proc = orch(command, *args, env=env_for)
+        proc = run_main(["-m", "orch_mcp", command, *args], env_for, monkeypatch, capfd)
         assert proc.returncode == 1
         assert "session 'no-such-session' not found" in one_error_line(proc)
-    proc = orch(command, "one", "--session-id", "other", env=env_for)
+    proc = run_main(["-m", "orch_mcp", command, "one", "--session-id", "other"], env_for, monkeypatch, capfd)
     assert proc.returncode == 2
     assert one_error_line(proc).startswith(f"orch-mcp {command}: argument --session-id: not allowed with argument")
 
