@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import redis
-from cli_helpers import one_error_line, orch
+from cli_helpers import one_error_line, orch, run_main
 
 from orch_mcp.cli import redis_cmd, redis_probe
 from orch_mcp.embedded import free_port
@@ -135,14 +135,18 @@ def test_status_and_stop_find_it_from_another_state_dir_and_stop_waits_for_the_e
     assert not (data_dir / "redis.pid").exists()
 
 
-def test_a_server_that_does_not_answer_is_reported_with_its_pid(daemon_env: tuple[dict[str, str], int]) -> None:
+def test_a_server_that_does_not_answer_is_reported_with_its_pid(
+    daemon_env: tuple[dict[str, str], int], monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
     env, port = daemon_env
     assert orch("redis", "start", "--port", str(port), env=env).returncode == 0
     pidfile = Path(env["ORCH_STATE_DIR"]) / f"redis-{port}" / "redis.pid"
     pid = int(pidfile.read_text())
     os.kill(pid, signal.SIGSTOP)  # hung: it accepts connections (the kernel does) but answers nothing
+    # `redis status` in this process, so that the hung server is given 0.2 s to answer instead of 2 s: it never will.
+    monkeypatch.setattr(redis_probe, "ANSWER_TIMEOUT_S", 0.2)
     try:
-        status = orch("redis", "status", "--port", str(port), env=env)
+        status = run_main(["-m", "orch_mcp", "redis", "status", "--port", str(port)], env, monkeypatch, capfd)
     finally:
         os.kill(pid, signal.SIGCONT)
     assert status.returncode == 1

@@ -19,6 +19,8 @@ from redis.retry import Retry
 
 PIDFILE = "redis.pid"
 LOGFILE = "redis.log"
+#: How long a server that took the connection has to answer before it counts as not answering (hung).
+ANSWER_TIMEOUT_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -42,7 +44,7 @@ def probe(host: str, port: int) -> Found | None:
     client = redis.Redis(
         host=host,
         port=port,
-        socket_timeout=2,
+        socket_timeout=ANSWER_TIMEOUT_S,
         socket_connect_timeout=1,
         decode_responses=True,
         retry=Retry(NoBackoff(), 0),  # "nothing listens" is an answer here, not a failure to retry
