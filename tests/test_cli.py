@@ -2,7 +2,9 @@
 
 Each is run the way the seed shows (`python -m orch_mcp.cli.<tool>`) and through `orch-mcp <command>`;
 outputs and exit codes are checked: 0 ok, 1 runtime error (and blpop timing out empty), 2 bad flags;
-errors are one line on stderr without a traceback, including when Redis is unreachable.
+errors are one line on stderr without a traceback, including when Redis is unreachable. The two tables of
+usage errors and of an unreachable Redis run most cases through the command's `main(argv)` in the test process
+(see AS_PROCESSES).
 """
 
 from __future__ import annotations
