@@ -14,6 +14,7 @@ from typing import Any
 import anyio
 import pytest
 from anyio.streams.text import TextReceiveStream
+from cli_helpers import run_main
 from mcp import Client
 from mcp_helpers import error, ok, serve_params
 
@@ -86,8 +87,17 @@ def run_serve(*args: str, env: dict[str, str] | None = None) -> subprocess.Compl
         ),
     ],
 )
-def test_usage_errors_exit_2_with_one_line(args: list[str], env: dict[str, str], message: str) -> None:
-    done = run_serve(*args, env=env)
+def test_usage_errors_exit_2_with_one_line(
+    args: list[str],
+    env: dict[str, str],
+    message: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    if not args and not env:  # the first case as a real process, the others through serve's main in this one
+        done = run_serve(*args, env=env)
+    else:
+        done = run_main(["-m", "orch_mcp", "serve", *args], {**CLEAN_ENV, **env}, monkeypatch, capfd)
     assert done.returncode == 2, done
     assert done.stdout == ""
     lines = done.stderr.splitlines()
