@@ -70,7 +70,8 @@ class _Server(uvicorn.Server):
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
         if self.started:
-            print(self.started_line, file=sys.stderr, flush=True)
+            sys.stderr.write(self.started_line + "\n")  # stderr: in stdio mode stdout is the protocol
+            sys.stderr.flush()
 
 
 def run(server: MCPServer[Any], settings: ServerSettings, sockets: list[socket.socket], level: str) -> None:
