@@ -14,7 +14,7 @@ from .errors import ConfigError
 from .settings import DEFAULT_MAX_MESSAGE_BYTES as DEFAULT_MAX_MESSAGE_BYTES
 from .settings import DEFAULT_NAMESPACE as DEFAULT_NAMESPACE
 from .settings import URL_SCHEMES as URL_SCHEMES
-from .settings import OrchSettings, RedisSettings, url_problem
+from .settings import OrchSettings, RedisSettings, TLSVerify, is_tls_url, tls_problem, twin, url_problem
 
 
 def validate_url(url: str, what: str = "REDIS_URL") -> str:
@@ -36,10 +36,30 @@ class RedisConfig:
     socket_timeout: float = 10.0
     default_ttl: int = 3600
     url: str | None = None
+    #: TLS (rediss:// URLs only): CA, client certificate and key files (PEM), and how the server is verified.
+    tls_ca_cert: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    tls_verify: TLSVerify = "required"
 
     def __post_init__(self) -> None:
         for f in fields(self):
-            RedisSettings.check(f.name, getattr(self, f.name))
+            checked = RedisSettings.check(f.name, getattr(self, f.name))
+            if f.name.startswith("tls_"):  # files as absolute paths, the verify mode in lower case
+                object.__setattr__(self, f.name, checked)
+        problem = tls_problem(self.redis_url, self.tls_ca_cert, self.tls_cert, self.tls_key, self.tls_verify)
+        if problem:
+            raise ConfigError(problem)
+
+    @property
+    def tls(self) -> bool:
+        """True if the connection uses TLS (a rediss:// URL)."""
+        return is_tls_url(self.redis_url)
+
+    def tls_env(self) -> dict[str, str]:
+        """The REDIS_TLS_* variables that give another process these TLS settings (the ones set)."""
+        names = ("tls_ca_cert", "tls_cert", "tls_key") + (("tls_verify",) if self.tls_verify != "required" else ())
+        return {twin(RedisSettings.model_fields[n]).env: str(getattr(self, n)) for n in names if getattr(self, n)}
 
     @property
     def redis_url(self) -> str:

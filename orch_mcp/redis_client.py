@@ -3,6 +3,7 @@ into the project's errors, sliced blocking waits."""
 
 from __future__ import annotations
 
+import ssl
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
@@ -90,13 +91,23 @@ def create_async_client(config: RedisConfig | None = None, **where: Unpack[Serve
 
 
 def _client_options(cfg: RedisConfig) -> dict[str, Any]:
-    """What both clients are created with: str replies, the configured timeout, a health check on idle connections."""
-    return {
+    """What both clients are created with: str replies, the configured timeout, a health check on idle connections;
+    over TLS (a rediss URL) the TLS settings, as redis-py names them."""
+    options: dict[str, Any] = {
         "decode_responses": True,
         "socket_timeout": cfg.socket_timeout,
         "socket_connect_timeout": min(cfg.socket_timeout, 3.0),
         "health_check_interval": 30,
     }
+    if cfg.tls:
+        options |= {
+            "ssl_ca_certs": cfg.tls_ca_cert,  # None: the system's trusted CAs
+            "ssl_certfile": cfg.tls_cert,
+            "ssl_keyfile": cfg.tls_key,
+            "ssl_cert_reqs": cfg.tls_verify,
+            "ssl_check_hostname": cfg.tls_verify == "required",
+        }
+    return options
 
 
 def block_slice(config: RedisConfig) -> float:
@@ -129,11 +140,49 @@ async def sliced_wait(
 def unreachable_message(config: RedisConfig, exc: BaseException) -> str:
     """The sentence a user or model sees when Redis cannot be reached."""
     reason = str(exc).strip().rstrip(".") or type(exc).__name__
+    if config.tls and not config.tls_cert and _dropped(exc):  # how a server that requires a client cert says so
+        hint = "a server that requires TLS client certificates does that to a client without one: set REDIS_TLS_CERT"
+        return f"Redis at {config.display_url} closed the TLS connection ({reason}); {hint} and REDIS_TLS_KEY"
     return f"Redis at {config.display_url} is unreachable: {reason}; {START_HINT}"
+
+
+def _ssl_error(exc: BaseException) -> ssl.SSLError | None:
+    """The TLS error behind a redis-py connection error, if there is one."""
+    seen: BaseException | None = exc
+    for _ in range(5):
+        if seen is None or isinstance(seen, ssl.SSLError):
+            break
+        seen = seen.__cause__ or seen.__context__
+    return seen if isinstance(seen, ssl.SSLError) else None
+
+
+def _dropped(exc: BaseException) -> bool:
+    """True if the server ended the connection after accepting it (a reset, or an EOF in the TLS stream)."""
+    found = _ssl_error(exc)
+    return isinstance(found, ssl.SSLEOFError) or "reset by peer" in str(exc) or "Connection closed" in str(exc)
+
+
+def tls_error(config: RedisConfig, exc: BaseException) -> ConfigError | None:
+    """The project error for a TLS handshake that failed on a certificate (None for any other failure)."""
+    found = _ssl_error(exc) if config.tls else None
+    if found is None or isinstance(found, ssl.SSLEOFError):
+        return None
+    reason = (getattr(found, "verify_message", None) or found.reason or str(found)).replace("_", " ").lower()
+    if isinstance(found, ssl.SSLCertVerificationError):
+        return ConfigError(
+            f"Redis at {config.display_url} sent a TLS certificate this client does not trust ({reason}): set "
+            "REDIS_TLS_CA_CERT to the CA that signed it, and connect with a host name the certificate names"
+        )
+    return ConfigError(
+        f"Redis at {config.display_url} refused the TLS connection ({reason}): set REDIS_TLS_CERT and REDIS_TLS_KEY "
+        "to a client certificate signed by a CA the server trusts"
+    )
 
 
 def translate(config: RedisConfig, exc: BaseException) -> Exception | None:
     """The project error for a redis-py exception, or None if it is not one to translate."""
+    if (tls := tls_error(config, exc)) is not None:
+        return tls
     if isinstance(exc, rexc.AuthenticationError | rexc.AuthorizationError):
         return ConfigError(
             f"Redis at {config.display_url} refused the credentials: {exc}; fix REDIS_PASSWORD or the URL"

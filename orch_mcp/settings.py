@@ -15,12 +15,16 @@ makes REDIS_HOST unread, `--port` makes REDIS_URL unread. An empty variable coun
 from __future__ import annotations
 
 import functools
+import ipaddress
 import os
+import ssl
+import stat
+import sys
 from collections.abc import Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar, Literal, cast, get_args
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from annotated_types import Ge, Gt, Le
 from pydantic import AfterValidator, BeforeValidator, Field, TypeAdapter, ValidationError, model_validator
@@ -38,6 +42,7 @@ URL_SCHEMES = ("redis", "rediss", "unix")
 
 Role = Literal["summoner", "moogle", "chocobo"]
 Transport = Literal["stdio", "http"]
+TLSVerify = Literal["required", "optional", "none"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
 NO_ROLE = "no role given: pass --role summoner, --role moogle or --role chocobo (or set ORCH_ROLE)"
@@ -56,6 +61,8 @@ class Twin:
     flags: tuple[str, ...] = ()
     help: str = ""
     metavar: str | None = None
+    #: A flag that may be given several times (its variable then holds a comma-separated list).
+    repeat: bool = False
 
 
 class ValueProblem(ValueError):
@@ -75,6 +82,78 @@ def url_problem(url: str) -> str | None:
         return "names no socket path; use unix:///path/to/redis.sock"
     if parts.scheme != "unix" and not parts.hostname:
         return "names no host; use e.g. redis://localhost:6379/0"
+    if any(name.startswith("ssl") for name in parse_qs(parts.query)):
+        return f"carries TLS options in its query; give them as {TLS_VARIABLES} (or the --tls-* flags) instead"
+    return None
+
+
+def is_tls_url(url: str | None) -> bool:
+    """True for a URL whose scheme asks for TLS: rediss://, and the rediss+… forms of other topologies."""
+    return bool(url) and urlsplit(url or "").scheme.startswith("rediss")
+
+
+# ---------------------------------------------------------------- TLS files
+
+#: The TLS settings (RedisSettings fields), and their variables for messages.
+TLS_FIELDS = ("tls_ca_cert", "tls_cert", "tls_key", "tls_verify")
+TLS_VARIABLES = "REDIS_TLS_CA_CERT, REDIS_TLS_CERT, REDIS_TLS_KEY and REDIS_TLS_VERIFY"
+
+
+def _readable_file(path: str | None) -> str | None:
+    """The absolute path of a file that can be read (processes started elsewhere get the same file)."""
+    if path is None:
+        return None
+    path = os.path.expanduser(path)
+    try:
+        with open(path, "rb") as handle:
+            handle.read(1)
+    except OSError as exc:
+        raise ValueProblem(f"cannot be read ({exc.strerror or exc}); give the path of a PEM file") from None
+    return os.path.abspath(path)
+
+
+def _ca_file(path: str | None) -> str | None:
+    path = _readable_file(path)
+    if path is None:
+        return None
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cafile=path)
+    except ssl.SSLError:
+        raise ValueProblem("holds no PEM certificate; give the CA certificate that signed the server's") from None
+    return path
+
+
+def tls_problem(url: str | None, ca_cert: str | None, cert: str | None, key: str | None, verify: str) -> str | None:
+    """What is wrong with the TLS settings taken together (None if they can be used with `url`)."""
+    if not is_tls_url(url):
+        if ca_cert or cert or key or verify != "required":
+            return (
+                f"the TLS settings ({TLS_VARIABLES}, or the --tls-* flags) need a rediss:// URL: connect with "
+                "rediss://host:port/db, or unset them"
+            )
+        return None
+    if key and not cert:
+        return "REDIS_TLS_KEY (--tls-key) needs REDIS_TLS_CERT (--tls-cert), the client certificate it belongs to"
+    if cert:
+        asked = []
+
+        def passphrase() -> bytes:
+            asked.append(True)
+            return b""
+
+        try:
+            ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_cert_chain(cert, key, password=passphrase)
+        except ssl.SSLError as exc:
+            if asked:
+                return (
+                    f"the TLS key {key or cert} is encrypted with a passphrase: give REDIS_TLS_KEY (--tls-key) an "
+                    "unencrypted key file, readable by you only"
+                )
+            return (
+                f"the TLS client certificate {cert} and key {key or '(in the same file)'} cannot be used together "
+                f"({exc.reason or exc}): set REDIS_TLS_CERT and REDIS_TLS_KEY (--tls-cert, --tls-key) to a PEM "
+                "certificate and its private key"
+            )
     return None
 
 
@@ -102,6 +181,90 @@ def _transport(value: object) -> object:
 
 def _upper(value: object) -> object:
     return value.strip().upper() if isinstance(value, str) else value
+
+
+def _lower(value: object) -> object:
+    return value.strip().lower() if isinstance(value, str) else value
+
+
+# ---------------------------------------------------------------- HTTP: who may connect
+
+#: Where a token for the HTTP server comes from, for messages.
+TOKEN_SOURCES = "--http-token-file PATH (a file only you can read), --http-token TOKEN or ORCH_HTTP_TOKEN"
+#: What a bearer token may hold (RFC 6750's b64token), and how short it may be.
+_TOKEN_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~+/=")
+MIN_TOKEN_LENGTH = 16
+_TOKEN_RULE = (
+    f"a bearer token is {MIN_TOKEN_LENGTH} or more letters, digits and -._~+/= (make one with "
+    "`python3 -c 'import secrets; print(secrets.token_urlsafe(32))'`)"
+)
+
+
+def is_loopback(host: str) -> bool:
+    """True for an address only this machine can reach: localhost, 127.0.0.0/8, ::1 (any other name is not)."""
+    if host.rstrip(".").lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _token(token: str | None) -> str | None:
+    # Never echoed: a plain ValueError is a sentence of its own, without the value (see problem_text).
+    if token is None:
+        return None
+    if len(token) < MIN_TOKEN_LENGTH or not set(token) <= _TOKEN_CHARS:
+        raise ValueError(f"unusable token: {_TOKEN_RULE}")
+    return token
+
+
+def _token_file(path: str | None) -> str | None:
+    if path is None:
+        return None
+    path = os.path.expanduser(path)
+    try:
+        mode = os.stat(path).st_mode
+        with open(path, encoding="utf-8") as handle:
+            token = handle.read().strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"cannot read {path}: {getattr(exc, 'strerror', None) or exc}") from None
+    if sys.platform != "win32" and mode & (stat.S_IRGRP | stat.S_IROTH):
+        raise ValueError(f"{path} is readable by other users: make it yours only with `chmod 600 {path}`")
+    try:
+        _token(token)
+    except ValueError:
+        raise ValueError(f"{path} holds no usable token: {_TOKEN_RULE}") from None
+    return os.path.abspath(path)
+
+
+def read_token_file(path: str) -> str:
+    """The token a token file holds (whitespace around it stripped)."""
+    with open(path, encoding="utf-8") as handle:
+        return handle.read().strip()
+
+
+def _hosts(value: object) -> object:
+    if isinstance(value, str):
+        return tuple(part.strip() for part in value.split(",") if part.strip())
+    return tuple(value) if isinstance(value, list) else value
+
+
+def _host_names(hosts: tuple[str, ...]) -> tuple[str, ...]:
+    for host in hosts:
+        if not host or any(c in host for c in "/ \t@,*") or "://" in host:
+            raise ValueError(f"{shown(host)} is not a host name; give a name or address clients use, e.g. orch.lan")
+    return hosts
+
+
+def token_problem(transport: str, host: str, token: bool) -> str | None:
+    """Why a server with these settings may not start (None if it may): a bind others can reach needs a token."""
+    if transport == "http" and not token and not is_loopback(host):
+        return (
+            f"HTTP host {host} can be reached from other machines, so the server needs a bearer token: give one "
+            f"with {TOKEN_SOURCES}, or listen on 127.0.0.1"
+        )
+    return None
 
 
 # ---------------------------------------------------------------- the model's machinery
@@ -201,7 +364,7 @@ class _Settings(BaseSettings):
         """The help line's default: `(default: VAR or value)`."""
         field = cls.model_fields[name]
         env = twin(field).env
-        return f"(default: {env})" if field.default is None else f"(default: {env} or {field.default})"
+        return f"(default: {env})" if field.default in (None, ()) else f"(default: {env} or {field.default})"
 
 
 @functools.cache
@@ -304,6 +467,51 @@ class RedisSettings(_Settings):
     password: Annotated[str | None, Twin("REDIS_PASSWORD", "Redis password", ("--password",), "Redis password")] = None
     socket_timeout: Annotated[float, Twin("REDIS_TIMEOUT", "Redis timeout"), Field(gt=0, allow_inf_nan=False)] = 10.0
     default_ttl: Annotated[int, Twin("REDIS_TTL", "Redis TTL"), Field(ge=1)] = 3600
+    tls_ca_cert: Annotated[
+        str | None,
+        Twin(
+            "REDIS_TLS_CA_CERT",
+            "Redis TLS CA certificate",
+            ("--tls-ca-cert",),
+            "PEM file of the CA that signed the server's certificate",
+            "PATH",
+        ),
+        AfterValidator(_ca_file),
+    ] = None
+    tls_cert: Annotated[
+        str | None,
+        Twin(
+            "REDIS_TLS_CERT",
+            "Redis TLS client certificate",
+            ("--tls-cert",),
+            "PEM file of this client's certificate, for a server that requires one",
+            "PATH",
+        ),
+        AfterValidator(_readable_file),
+    ] = None
+    tls_key: Annotated[
+        str | None,
+        Twin(
+            "REDIS_TLS_KEY",
+            "Redis TLS client key",
+            ("--tls-key",),
+            "PEM file of the client certificate's private key, unencrypted",
+            "PATH",
+        ),
+        AfterValidator(_readable_file),
+    ] = None
+    tls_verify: Annotated[
+        TLSVerify,
+        Twin(
+            "REDIS_TLS_VERIFY",
+            "Redis TLS verify mode",
+            ("--tls-verify",),
+            "required = the server's certificate must be signed by the CA and name the URL's "
+            "host; optional = signed by the CA, host not checked; none = not checked at all",
+            "{required,optional,none}",
+        ),
+        BeforeValidator(_lower),
+    ] = "required"
 
     @classmethod
     def check_flags(cls, given: Mapping[str, Any]) -> None:
@@ -311,6 +519,13 @@ class RedisSettings(_Settings):
         if "url" in given and (clash := [n for n in _CONNECTION if n in given]):
             flags = ", ".join(f"--{name}" for name in clash)
             raise ConfigError(f"--url names the whole server: drop {flags}, or put it in the URL")
+
+    @model_validator(mode="after")
+    def _tls_settings_fit(self) -> Self:
+        problem = tls_problem(self.url, self.tls_ca_cert, self.tls_cert, self.tls_key, self.tls_verify)
+        if problem:
+            raise ValueError(problem)
+        return self
 
 
 class NamespaceSettings(_Settings):
@@ -381,7 +596,64 @@ class ServeSettings(OrchSettings):
         Twin("ORCH_HTTP_PORT", "HTTP port", ("--http-port",), "with --transport http: the port", "PORT"),
         Field(ge=1, le=65535),
     ] = 8000
+    http_token: Annotated[
+        str | None,
+        Twin(
+            "ORCH_HTTP_TOKEN",
+            "HTTP token",
+            ("--http-token",),
+            "with --transport http: the bearer token every request must carry (required unless HOST is loopback; "
+            "other users can read a flag: prefer --http-token-file or the variable)",
+            "TOKEN",
+        ),
+        AfterValidator(_token),
+        Field(repr=False),
+    ] = None
+    http_token_file: Annotated[
+        str | None,
+        Twin(
+            "ORCH_HTTP_TOKEN_FILE",
+            "HTTP token file",
+            ("--http-token-file",),
+            "with --transport http: a file holding the bearer token, readable by its owner only",
+            "PATH",
+        ),
+        AfterValidator(_token_file),
+    ] = None
+    http_allowed_hosts: Annotated[
+        tuple[str, ...],
+        Twin(
+            "ORCH_HTTP_ALLOWED_HOSTS",
+            "HTTP allowed host",
+            ("--http-allowed-host",),
+            "with --transport http: a host name clients reach the server by (the Host header); repeat for more. "
+            "localhost, 127.0.0.1, [::1] and HOST are always allowed",
+            "NAME",
+            repeat=True,
+        ),
+        BeforeValidator(_hosts),
+        AfterValidator(_host_names),
+    ] = ()
     log_level: Annotated[LogLevel, Twin("ORCH_LOG_LEVEL", "log level"), BeforeValidator(_upper)] = "WARNING"
+
+    #: A token flag replaces the other way of giving the token: `--http-token-file` leaves ORCH_HTTP_TOKEN unread.
+    REPLACES: ClassVar[dict[str, tuple[str, ...]]] = {
+        **RedisSettings.REPLACES,
+        "http_token": ("http_token_file",),
+        "http_token_file": ("http_token",),
+    }
+
+    @classmethod
+    def check_flags(cls, given: Mapping[str, Any]) -> None:
+        """As RedisSettings; and the token is given one way."""
+        super().check_flags(given)
+        if "http_token" in given and "http_token_file" in given:
+            raise ConfigError("--http-token and --http-token-file both give the token: keep one")
+
+    @property
+    def bearer_token(self) -> str | None:
+        """The token HTTP requests must carry (read from the token file if that is how it was given)."""
+        return read_token_file(self.http_token_file) if self.http_token_file else self.http_token
 
     @model_validator(mode="before")
     @classmethod
@@ -397,4 +669,9 @@ class ServeSettings(OrchSettings):
             raise ValueError(NO_ROLE)
         if self.role == "chocobo" and self.child_id is None:
             raise ValueError(NO_CHILD_ID)
+        if self.http_token and self.http_token_file:
+            raise ValueError("ORCH_HTTP_TOKEN and ORCH_HTTP_TOKEN_FILE both give the token: unset one")
+        problem = token_problem(self.transport, self.http_host, bool(self.http_token or self.http_token_file))
+        if problem:
+            raise ValueError(problem)
         return self

@@ -37,14 +37,19 @@ async def chocobo(child_id: int, env: dict[str, str], done: dict[int, list[str]]
 
 @pytest.mark.slow
 async def test_a_team_of_processes_does_nine_tasks(r: Redis, env_for: dict[str, str]) -> None:
+    await play_team(r, env_for)
+
+
+async def play_team(r: Redis, env: dict[str, str]) -> None:
+    """The whole team, each server started with `env` (namespace "test"); `r` reads that Redis after."""
     done: dict[int, list[str]] = {n: [] for n in range(1, CHILDREN + 1)}
     with anyio.fail_after(60):
-        async with Client(serve_params("summoner", env_for)) as summoner:
+        async with Client(serve_params("summoner", env)) as summoner:
             session = ok(await summoner.call_tool("init_session", {"max_children": CHILDREN}))
             async with anyio.create_task_group() as tg:
                 for n in range(1, CHILDREN + 1):
-                    tg.start_soon(chocobo, n, env_for, done)
-                async with Client(serve_params("moogle", env_for)) as moogle:
+                    tg.start_soon(chocobo, n, env, done)
+                async with Client(serve_params("moogle", env)) as moogle:
                     sent: dict[str, tuple[int, str]] = {}
                     for i in range(TASKS):
                         child_id, prompt = i % CHILDREN + 1, f"task number {i}"

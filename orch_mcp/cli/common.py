@@ -27,6 +27,7 @@ from .flags import EXIT_OK as EXIT_OK
 from .flags import EXIT_USAGE as EXIT_USAGE
 from .flags import Parser as Parser
 from .flags import add_connection_args as add_connection_args
+from .flags import add_tls_args as add_tls_args
 from .flags import int_range as int_range
 from .flags import make_parser as make_parser
 from .flags import namespace as namespace

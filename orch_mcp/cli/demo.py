@@ -126,22 +126,24 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="URL",
         help="use this Redis instead of a private one (default: REDIS_URL, else a private embedded redis-server)",
     )
+    common.add_tls_args(parser)
     return parser
 
 
 @contextmanager
-def redis_for_demo(url: str | None) -> Iterator[tuple[str, str]]:
-    """(url, description): the given Redis, or a private embedded one for the length of the demo."""
+def redis_for_demo(given: RedisConfig | None) -> Iterator[tuple[RedisConfig, str]]:
+    """(config, description): the given Redis, or a private embedded one for the length of the demo."""
     from ..embedded import EmbeddedRedis, redis_version
 
-    if url:
-        yield url, RedisConfig(url=url).display_url
+    if given is not None:
+        yield given, given.display_url
         return
     with EmbeddedRedis() as server:
-        yield server.url, f"a private {Path(server.binary).name} {redis_version(server.binary)} at {server.url}"
+        where = f"a private {Path(server.binary).name} {redis_version(server.binary)} at {server.url}"
+        yield RedisConfig(url=server.url), where
 
 
-async def play(args: argparse.Namespace, url: str, demo: Demo, logs: ServerLogs) -> dict[str, Any]:
+async def play(args: argparse.Namespace, cfg: RedisConfig, demo: Demo, logs: ServerLogs) -> dict[str, Any]:
     """Create the session, run the team, clean up; returns the session facts."""
     import anyio
 
@@ -151,7 +153,6 @@ async def play(args: argparse.Namespace, url: str, demo: Demo, logs: ServerLogs)
     from ..utils import new_id
     from .demo_team import run_team
 
-    cfg = RedisConfig(url=url)
     namespace = f"demo-{new_id()[:8]}"
     client = create_async_client(cfg)
     try:
@@ -163,7 +164,7 @@ async def play(args: argparse.Namespace, url: str, demo: Demo, logs: ServerLogs)
         demo.log(f"session {session.session_id} created ({kids}, namespace {namespace})")
         try:
             with anyio.move_on_after(args.timeout or None) as scope:
-                await run_team(demo, url, namespace, session.session_id, logs)
+                await run_team(demo, cfg, namespace, session.session_id, logs)
         except Exception:
             if demo.failure is None:
                 raise
@@ -209,20 +210,21 @@ def handle(args: argparse.Namespace) -> int:
     if plain:
         demo.say = common.note
     url_given = args.url or os.environ.get("REDIS_URL") or None
+    given = common.redis_config(args) if url_given else None  # with the TLS settings of a rediss:// URL
     with ExitStack() as stack:
         logs = ServerLogs(Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="orch-demo-"))))
         stack.callback(logs.close)
         if not url_given and not args.json:
             common.note("orch-mcp demo: starting a private Redis …")
-        url, where = stack.enter_context(redis_for_demo(url_given))
+        cfg, where = stack.enter_context(redis_for_demo(given))
         demo.started = time.monotonic()
         if plain:
             demo.log(f"Redis: {where}")
         if live:
             with Live(get_renderable=lambda: live_view(demo), console=err, refresh_per_second=12, transient=True):
-                facts = anyio.run(play, args, url, demo, logs)
+                facts = anyio.run(play, args, cfg, demo, logs)
         else:
-            facts = anyio.run(play, args, url, demo, logs)
+            facts = anyio.run(play, args, cfg, demo, logs)
     elapsed = demo.elapsed()
     all_done = demo.count("done") == len(rows) and demo.failure is None
     if args.json:

@@ -15,6 +15,7 @@ import anyio
 from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
+from ..config import RedisConfig
 from ..errors import OrchError
 
 SAMPLE_PROMPTS = [
@@ -200,10 +201,11 @@ class ServerLogs:
             handle.close()
 
 
-def server_params(role: str, url: str, namespace: str, session_id: str, *extra: str) -> StdioServerParameters:
+def server_params(role: str, redis: RedisConfig, namespace: str, session_id: str, *extra: str) -> StdioServerParameters:
     """`python -m orch_mcp serve --role <role> …` for this Python (works without the console script on PATH)."""
     env = {name: os.environ[name] for name in ("PYTHONPATH", "ORCH_REDIS_SERVER") if os.environ.get(name)}
-    args = ["-m", "orch_mcp", "serve", "--role", role, "--redis-url", url, "--namespace", namespace]
+    env |= redis.tls_env()
+    args = ["-m", "orch_mcp", "serve", "--role", role, "--redis-url", redis.redis_url, "--namespace", namespace]
     return StdioServerParameters(
         command=sys.executable, args=[*args, "--session-id", session_id, *extra], env=env, cwd=os.getcwd()
     )
@@ -224,13 +226,13 @@ async def run_agent(
         raise
 
 
-async def run_team(demo: Demo, url: str, namespace: str, session_id: str, logs: ServerLogs) -> None:
+async def run_team(demo: Demo, redis: RedisConfig, namespace: str, session_id: str, logs: ServerLogs) -> None:
     """One moogle and N chocobos, each its own server process, all at once."""
     async with anyio.create_task_group() as tg:
         for n in range(1, demo.children + 1):
-            params = server_params("chocobo", url, namespace, session_id, "--child-id", str(n))
+            params = server_params("chocobo", redis, namespace, session_id, "--child-id", str(n))
             tg.start_soon(run_agent, demo, logs, f"chocobo {n}", params, chocobo, n)
-        tg.start_soon(run_agent, demo, logs, "moogle", server_params("moogle", url, namespace, session_id), moogle)
+        tg.start_soon(run_agent, demo, logs, "moogle", server_params("moogle", redis, namespace, session_id), moogle)
 
 
 # ---------------------------------------------------------------- output

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NoReturn
 
 from ..config import RedisConfig
-from ..settings import NamespaceSettings, RedisSettings, twin
+from ..settings import TLS_FIELDS, NamespaceSettings, RedisSettings, ServeSettings, twin
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -77,7 +77,7 @@ def seconds(text: str) -> float:
 
 def add_setting_args(
     parser: argparse.ArgumentParser | argparse._ArgumentGroup,
-    model: type[RedisSettings | NamespaceSettings],
+    model: type[RedisSettings | NamespaceSettings | ServeSettings],
     names: Iterable[str],
     *,
     suppress: bool = False,
@@ -92,20 +92,29 @@ def add_setting_args(
             dest=name,
             metavar=t.metavar,
             default=argparse.SUPPRESS if suppress else None,
+            action="append" if t.repeat else "store",
             help=f"{t.help} {model.default_text(name)}",
         )
 
 
 def add_connection_args(parser: argparse.ArgumentParser, *, namespace: bool = False, suppress: bool = False) -> None:
-    """--url/--redis-url, --host, --port, --db, --password (and --namespace): flags win over the environment.
+    """--url/--redis-url, --host, --port, --db, --password, the --tls-* flags (and --namespace): flags win over the
+    environment.
 
     With `suppress` the flags leave no default behind, so a subcommand can repeat them without
     overwriting what was given before the subcommand name.
     """
     group = parser.add_argument_group("Redis connection (flags win over REDIS_URL, REDIS_HOST, REDIS_PORT, …)")
     add_setting_args(group, RedisSettings, ("url", "host", "port", "db", "password"), suppress=suppress)
+    add_tls_args(parser, suppress=suppress)
     if namespace:
         add_setting_args(group, NamespaceSettings, ("namespace",), suppress=suppress)
+
+
+def add_tls_args(parser: argparse.ArgumentParser, *, suppress: bool = False) -> None:
+    """--tls-ca-cert, --tls-cert, --tls-key, --tls-verify: the TLS settings of a rediss:// URL."""
+    group = parser.add_argument_group("Redis TLS, for a rediss:// URL (flags win over REDIS_TLS_CA_CERT, …)")
+    add_setting_args(group, RedisSettings, TLS_FIELDS, suppress=suppress)
 
 
 def given(args: argparse.Namespace) -> dict[str, Any]:

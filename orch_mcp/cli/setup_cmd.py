@@ -108,7 +108,7 @@ def build_team(args: argparse.Namespace) -> Team:
         extra += ["--session-id", validate_identifier(args.session_id, "session id")]
     base = Path(os.path.abspath(os.path.expanduser(args.base)))
     command = orch_mcp_command()
-    env = {"REDIS_URL": cfg.redis_url}
+    env = {"REDIS_URL": cfg.redis_url, **cfg.tls_env()}
     roles: list[tuple[str, int | None]] = [("summoner", None), ("moogle", None)]
     roles += [("chocobo", n) for n in range(1, args.children + 1)]
     agents = []
