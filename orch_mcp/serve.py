@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, NoReturn
 
 from .cli import flags
 from .errors import OrchError
-from .settings import ServeSettings
+from .settings import ServeSettings, twin
 
 if TYPE_CHECKING:
     import anyio
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 PROG = "orch-mcp serve"
 #: Settings that only mean something with --transport http.
-HTTP_FLAGS = ("http_host", "http_port")
+HTTP_FLAGS = ("http_host", "http_port", "http_token", "http_token_file", "http_allowed_hosts")
 #: Seconds a stdio server may take to wind down after SIGTERM/SIGINT/SIGHUP before it exits regardless
 #: (a thread blocked reading stdin cannot be interrupted).
 SIGNAL_EXIT_GRACE_S = 5.0
@@ -39,6 +39,8 @@ EXAMPLES = f"""examples:
   {PROG} --role moogle --url redis://localhost:6379/0
   {PROG} --role chocobo --child-id 2
   {PROG} --role moogle --transport http --http-port 8001    MCP endpoint http://127.0.0.1:8001/mcp
+  {PROG} --role moogle --transport http --http-host 0.0.0.0 --http-token-file ~/.orch-token \\
+      --http-allowed-host orch.example.com    other machines: every request needs the bearer token
   ORCH_ROLE=chocobo ORCH_CHILD_ID=1 {PROG}
 
 An MCP client starts it (stdio), or connects to http://HOST:PORT/mcp (http). Logs go to stderr at
@@ -65,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
         EXAMPLES,
         parser_class=_Parser,
     )
-    flags.add_setting_args(p, ServeSettings, ("role", "session_id", "child_id", "transport", "http_host", "http_port"))
+    flags.add_setting_args(p, ServeSettings, ("role", "session_id", "child_id", "transport", *HTTP_FLAGS))
     flags.add_connection_args(p, namespace=True)
     return p
 
@@ -81,10 +83,14 @@ def load_settings(argv: Sequence[str], env: Mapping[str, str]) -> ServeSettings:
         raise UsageError(
             f"--child-id is for a chocobo only, and this is a {settings.role}: drop it, or use --role chocobo"
         )
-    if settings.transport == "stdio" and (http := [f"--{n.replace('_', '-')}" for n in HTTP_FLAGS if n in given]):
+    if settings.transport == "stdio" and (http := [_flag(n) for n in HTTP_FLAGS if n in given]):
         verb, them = ("apply", "them") if len(http) > 1 else ("applies", "it")
         raise UsageError(f"{' and '.join(http)} {verb} to --transport http only: add --transport http, or drop {them}")
     return settings
+
+
+def _flag(name: str) -> str:
+    return twin(ServeSettings.model_fields[name]).flags[0]
 
 
 def parse_settings(argv: Sequence[str], env: Mapping[str, str]) -> ServerSettings:

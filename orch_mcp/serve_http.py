@@ -4,7 +4,8 @@ The port is bound before anything else, so a port in use is one line (exit code 
 multi-line error. uvicorn is run on the SDK's ASGI app with no logging configuration of its own: its
 loggers reach the root logger `orch-mcp serve` set up on stderr, at ORCH_LOG_LEVEL, so the default
 WARNING prints no line per request (INFO or DEBUG add an access line per request). One line on stderr
-names the MCP endpoint once the server accepts connections.
+names the MCP endpoint once the server accepts connections (a second, on a host other machines can reach,
+names the Host names accepted). Who may connect (the bearer token, the Host/Origin checks): http_guard.py.
 """
 
 from __future__ import annotations
@@ -18,9 +19,11 @@ from typing import TYPE_CHECKING, Any
 import uvicorn
 
 from .errors import ConfigError, OrchError
+from .settings import is_loopback
 
 if TYPE_CHECKING:
     from mcp.server.mcpserver import MCPServer
+    from starlette.types import ASGIApp
 
     from .server import ServerSettings
 
@@ -78,7 +81,14 @@ def run(server: MCPServer[Any], settings: ServerSettings, sockets: list[socket.s
     """Serve `server` on the bound `sockets` until SIGTERM or Ctrl+C (KeyboardInterrupt); closes the sockets."""
     import anyio
 
-    app = server.streamable_http_app(streamable_http_path=MCP_PATH, host=settings.http_host)
+    from .http_guard import BearerAuth, transport_security
+
+    security = transport_security(settings.http_host, settings.http_allowed_hosts)
+    app: ASGIApp = server.streamable_http_app(
+        streamable_http_path=MCP_PATH, host=settings.http_host, transport_security=security
+    )
+    if settings.http_token is not None:
+        app = BearerAuth(app, settings.http_token)
     config = uvicorn.Config(
         app,
         host=settings.http_host,
@@ -90,6 +100,9 @@ def run(server: MCPServer[Any], settings: ServerSettings, sockets: list[socket.s
     who = settings.role + (f" {settings.child_id}" if settings.child_id is not None else "")
     port = sockets[0].getsockname()[1]
     line = f"orch-mcp serve: {who} serving MCP at {endpoint(settings.http_host, port)} (Ctrl+C to stop)"
+    if not is_loopback(settings.http_host):
+        names = ", ".join(h for h in security.allowed_hosts if not h.endswith(":*"))
+        line += f"\norch-mcp serve: every request needs the bearer token; Host names accepted: {names}"
     # uvicorn stops gracefully on SIGTERM, then raises the signal again: end like Ctrl+C (status 0).
     signal.signal(signal.SIGTERM, _interrupt)
     try:

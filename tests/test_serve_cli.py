@@ -152,6 +152,8 @@ def test_environment_twins_and_defaults() -> None:
         "ORCH_TRANSPORT": "http",
         "ORCH_HTTP_HOST": "0.0.0.0",
         "ORCH_HTTP_PORT": "9000",
+        "ORCH_HTTP_TOKEN": "a-token-of-16-chars-or-more",  # a host other machines can reach needs one
+        "ORCH_HTTP_ALLOWED_HOSTS": "orch.lan, 10.0.0.5",
         "ORCH_MAX_MESSAGE_BYTES": "2048",
         "REDIS_HOST": "cache",
         "REDIS_PORT": "7000",
@@ -166,6 +168,8 @@ def test_environment_twins_and_defaults() -> None:
         9000,
     )
     assert s.orch.redis.redis_url == "redis://cache:7000/0" and s.orch.max_message_bytes == 2048
+    assert (s.http_token, s.http_allowed_hosts) == ("a-token-of-16-chars-or-more", ("orch.lan", "10.0.0.5"))
+    assert "a-token-of" not in repr(s)
     assert s.child_id is None  # a child id only matters to a chocobo
 
 
@@ -277,7 +281,15 @@ def test_a_port_in_use_is_one_line_and_exit_1(env_for: dict[str, str]) -> None:
     assert done.stderr.splitlines() == [
         f"orch-mcp serve: port {port} on 127.0.0.1 is in use: pick another with --http-port (or ORCH_HTTP_PORT)"
     ]
-    unknown = run_serve("--role", "moogle", "--transport", "http", "--http-host", "no-such-host.invalid", env=env_for)
+    unknown = run_serve(
+        "--role",
+        "moogle",
+        "--transport",
+        "http",
+        "--http-host",
+        "no-such-host.invalid",
+        env={**env_for, "ORCH_HTTP_TOKEN": "a-token-of-16-chars-or-more"},
+    )
     assert unknown.returncode == 1 and "Traceback" not in unknown.stderr
     assert len(unknown.stderr.splitlines()) == 1
     assert unknown.stderr.startswith("orch-mcp serve: cannot listen on 'no-such-host.invalid' (")

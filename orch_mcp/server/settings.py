@@ -7,7 +7,7 @@ from typing import get_args
 
 from ..config import OrchConfig
 from ..errors import ConfigError
-from ..settings import NO_CHILD_ID, ServeSettings
+from ..settings import NO_CHILD_ID, ServeSettings, token_problem
 from ..settings import Role as Role
 from ..settings import Transport as Transport
 
@@ -38,6 +38,10 @@ class ServerSettings:
     transport: Transport = "stdio"
     http_host: str = "127.0.0.1"
     http_port: int = 8000
+    #: The bearer token every HTTP request must carry (None: none asked, allowed on a loopback host only).
+    http_token: str | None = field(default=None, repr=False)
+    #: Host names clients may reach the HTTP server by, besides the loopback names and http_host.
+    http_allowed_hosts: tuple[str, ...] = ()
     #: Length of one blocking slice of a wait, and so the interval between progress notifications.
     progress_interval_s: float = PROGRESS_INTERVAL_S
     #: Calls within this many seconds of the last check that the session exists reuse it unchecked.
@@ -45,8 +49,10 @@ class ServerSettings:
 
     def __post_init__(self) -> None:
         # Each value is checked by its field of the settings model, the one place its range and error text live.
-        for name in ("role", "session_id", "transport", "http_host", "http_port"):
+        for name in ("role", "session_id", "transport", "http_host", "http_port", "http_token", "http_allowed_hosts"):
             ServeSettings.check(name, getattr(self, name))
+        if problem := token_problem(self.transport, self.http_host, self.http_token is not None):
+            raise ConfigError(problem)
         if self.role == "chocobo":
             if self.child_id is None:
                 raise ConfigError(NO_CHILD_ID)
@@ -69,6 +75,8 @@ class ServerSettings:
             transport=settings.transport,
             http_host=settings.http_host,
             http_port=settings.http_port,
+            http_token=settings.bearer_token,
+            http_allowed_hosts=settings.http_allowed_hosts,
         )
 
     @property
