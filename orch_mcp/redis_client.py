@@ -159,7 +159,10 @@ def _ssl_error(exc: BaseException) -> ssl.SSLError | None:
 def _dropped(exc: BaseException) -> bool:
     """True if the server ended the connection after accepting it (a reset, or an EOF in the TLS stream)."""
     found = _ssl_error(exc)
-    return isinstance(found, ssl.SSLEOFError) or "reset by peer" in str(exc) or "Connection closed" in str(exc)
+    text = str(exc)
+    return isinstance(found, ssl.SSLEOFError) or any(
+        s in text for s in ("reset by peer", "Broken pipe", "Connection closed")
+    )
 
 
 def tls_error(config: RedisConfig, exc: BaseException) -> ConfigError | None:
