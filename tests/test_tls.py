@@ -10,12 +10,14 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from cli_helpers import one_error_line, orch, run_main
+from cli_helpers import LineReader, finish, one_error_line, orch, run_main
 from cryptography.hazmat.primitives import serialization
 from mcp import Client
 from mcp_helpers import error, settings
@@ -121,7 +123,7 @@ def test_the_seed_api_connects_with_a_config_or_the_environment(
         assert client.set("k", "v") and client.get("k") == "v"
 
 
-def test_init_and_status_over_tls_with_flags_and_with_the_environment(tls_url: str, pki: Pki) -> None:
+def test_init_status_rpush_and_watch_over_tls_with_flags_and_with_the_environment(tls_url: str, pki: Pki) -> None:
     flags = ["--url", tls_url, "--tls-ca-cert", str(pki.ca.cert)]
     flags += ["--tls-cert", str(pki.client.cert), "--tls-key", str(pki.client.key)]
     made = orch("init", "--json", "--namespace", "test", *flags, env=CLEAN_ENV)
@@ -132,6 +134,14 @@ def test_init_and_status_over_tls_with_flags_and_with_the_environment(tls_url: s
     assert json.loads(shown.stdout)["session_id"] == session_id
     pushed = orch("rpush", "--json", "q", '{"type": "shutdown", "session_id": "s"}', env=pki.env(tls_url))
     assert pushed.returncode == 0, pushed.stderr
+    watch = subprocess.Popen(
+        [sys.executable, "-m", "orch_mcp", "watch"], env=pki.env(tls_url), stdout=subprocess.PIPE, text=True
+    )
+    try:
+        first = LineReader(watch.stdout).next()  # type: ignore[arg-type]
+        assert first == f"watching session {session_id} (normal mode); Ctrl+C to stop"
+    finally:
+        finish(watch)
 
 
 @pytest.mark.slow
