@@ -41,6 +41,8 @@ class RedisConfig:
     tls_cert: str | None = None
     tls_key: str | None = None
     tls_verify: TLSVerify = "required"
+    #: The Redis ACL user (Redis >= 6); None: the default user.
+    username: str | None = None
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -66,17 +68,29 @@ class RedisConfig:
         """The connection URL, built from the fields when `url` is not set."""
         if self.url:
             return self.url
-        auth = f":{quote(self.password, safe='')}@" if self.password else ""  # redis-py unquotes it
+        user = quote(self.username, safe="") if self.username else ""
+        auth = f"{user}:{quote(self.password, safe='')}@" if self.password else f"{user}@" if user else ""
         return f"redis://{auth}{self.host}:{self.port}/{self.db}"
 
     @property
     def display_url(self) -> str:
         """The connection URL with any password masked, for messages and logs."""
         parts = urlsplit(self.redis_url)
-        if parts.password:
-            netloc = f"{parts.username or ''}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
-            return urlunsplit(parts._replace(netloc=netloc))
+        if parts.password is not None or "password=" in parts.query:
+            host = parts.netloc.rpartition("@")[2]
+            netloc = f"{parts.username or ''}:***@{host}" if parts.password is not None else parts.netloc
+            query = "&".join("password=***" if q.startswith("password=") else q for q in parts.query.split("&"))
+            return urlunsplit(parts._replace(netloc=netloc, query=query))
         return self.redis_url
+
+    def with_credentials(self, username: str, password: str) -> RedisConfig:
+        """The same server reached as ACL user `username` (in the URL when the config has one)."""
+        if not self.url:
+            return replace(self, username=username, password=password)
+        parts = urlsplit(self.url)
+        host = parts.netloc.rpartition("@")[2]
+        netloc = f"{quote(username, safe='')}:{quote(password, safe='')}@{host}"
+        return replace(self, url=urlunsplit(parts._replace(netloc=netloc)))
 
     def with_overrides(
         self,
@@ -86,11 +100,11 @@ class RedisConfig:
         port: int | None = None,
         db: int | None = None,
         password: str | None = None,
+        username: str | None = None,
     ) -> RedisConfig:
-        """A copy with the given fields replaced; host/port/db/password clear a URL taken from the environment."""
-        given = {
-            k: v for k, v in dict(url=url, host=host, port=port, db=db, password=password).items() if v is not None
-        }
+        """A copy with the given fields replaced; host/port/db/username/password clear a URL from the environment."""
+        fields_ = dict(url=url, host=host, port=port, db=db, password=password, username=username)
+        given = {k: v for k, v in fields_.items() if v is not None}
         changes: dict[str, Any] = dict(given)
         for name in given:
             for other in RedisSettings.REPLACES[name]:
@@ -104,7 +118,7 @@ class RedisConfig:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> RedisConfig:
-        """Read REDIS_URL, REDIS_HOST, REDIS_PORT, REDIS_DB, REDIS_PASSWORD, REDIS_TIMEOUT, REDIS_TTL."""
+        """Read REDIS_URL, REDIS_HOST, REDIS_PORT, REDIS_DB, REDIS_USERNAME, REDIS_PASSWORD, REDIS_TIMEOUT, REDIS_TTL"""
         return cls.from_settings(RedisSettings.load(env=env))
 
 

@@ -41,6 +41,11 @@ class NamespaceKeys:
         cleaned up from one that was never created (or expired)."""
         return f"{self.namespace}:cleaned:{session_id}"
 
+    @property
+    def pattern(self) -> str:
+        """Glob pattern matching every namespace-wide key (for ACL rules)."""
+        return f"{self.namespace}:*"
+
     def seq(self, project_host: str) -> str:
         """Counter behind normal-mode prefixes `<project>-<host>-<seq>`."""
         return f"{self.namespace}:seq:{project_host}"
@@ -54,6 +59,11 @@ class SessionKeys:
 
     def _key(self, name: str) -> str:
         return f"{self.prefix}:{name}"
+
+    @property
+    def pattern(self) -> str:
+        """Glob pattern matching every key of the session (for ACL rules)."""
+        return self._key("*")
 
     @property
     def config(self) -> str:
@@ -171,3 +181,13 @@ class SessionKeys:
         for n in range(1, max_children + 1):
             keys += self.child_keys(n)
         return keys
+
+
+def summoner_sessions_pattern() -> SessionKeys:
+    """The keys of every summoner-mode session, as a pattern (`summoner:{*}`; the namespace is not in them)."""
+    return SessionKeys(summoner_prefix("*"))
+
+
+def normal_sessions_pattern(namespace: str) -> SessionKeys:
+    """The keys of every normal-mode session whose project is the namespace (the default), as a pattern."""
+    return SessionKeys(normal_prefix(f"{namespace}-*"))

@@ -8,6 +8,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TypedDict, TypeVar, cast
+from urllib.parse import unquote, urlsplit
 
 import redis
 import redis.asyncio as aioredis
@@ -63,6 +64,7 @@ class ServerOptions(TypedDict, total=False):
     port: int | None
     db: int | None
     password: str | None
+    username: str | None
 
 
 def resolve_config(config: RedisConfig | None = None, **where: Unpack[ServerOptions]) -> RedisConfig:
@@ -182,13 +184,35 @@ def tls_error(config: RedisConfig, exc: BaseException) -> ConfigError | None:
     )
 
 
-def translate(config: RedisConfig, exc: BaseException) -> Exception | None:
-    """The project error for a redis-py exception, or None if it is not one to translate."""
+#: How Redis 7 words an ACL refusal inside a script (a plain error reply, not NOPERM).
+_SCRIPT_NOPERM = "The user executing the script can't"
+
+
+def refused_text(config: RedisConfig, exc: BaseException, who: str | None = None) -> str:
+    """The sentence for a command or key the Redis ACL user may not use (NOPERM)."""
+    reason = str(exc).split(" script: ", 1)[0].removeprefix("NOPERM ").strip().rstrip(".")
+    user = urlsplit(config.url).username if config.url else config.username
+    role = f" ({who})" if who else ""
+    return (
+        f"Redis user {unquote(user or 'default')!r}{role} was refused by the ACL of Redis at {config.display_url}: "
+        f"{reason}; this role's user may not use that key or command: re-run `orch-mcp acl SESSION --apply` if the "
+        "session's users are out of date, or give this server its own role's user"
+    )
+
+
+def translate(config: RedisConfig, exc: BaseException, who: str | None = None) -> Exception | None:
+    """The project error for a redis-py exception, or None if it is not one to translate.
+
+    `who` names the role (and tool) for an ACL refusal.
+    """
     if (tls := tls_error(config, exc)) is not None:
         return tls
+    if isinstance(exc, rexc.NoPermissionError) or (isinstance(exc, rexc.ResponseError) and _SCRIPT_NOPERM in str(exc)):
+        return ConfigError(refused_text(config, exc, who))
     if isinstance(exc, rexc.AuthenticationError | rexc.AuthorizationError):
         return ConfigError(
-            f"Redis at {config.display_url} refused the credentials: {exc}; fix REDIS_PASSWORD or the URL"
+            f"Redis at {config.display_url} refused the credentials: {exc}; fix REDIS_USERNAME and REDIS_PASSWORD "
+            "or the URL (`orch-mcp acl SESSION` prints each role's)"
         )
     if isinstance(exc, rexc.ConnectionError | rexc.TimeoutError | ConnectionError | OSError):
         return RedisUnavailableError(unreachable_message(config, exc))
@@ -198,14 +222,14 @@ def translate(config: RedisConfig, exc: BaseException) -> Exception | None:
 
 
 @contextmanager
-def redis_errors(config: RedisConfig) -> Iterator[None]:
-    """Re-raise redis-py connection and auth failures as the project's errors."""
+def redis_errors(config: RedisConfig, who: str | None = None) -> Iterator[None]:
+    """Re-raise redis-py connection, auth and ACL failures as the project's errors (`who`: the role, for ACL ones)."""
     try:
         yield
     except OrchError:
         raise
     except (rexc.RedisError, OSError) as exc:
-        mapped = translate(config, exc)
+        mapped = translate(config, exc, who)
         if mapped is None:
             raise
         raise mapped from exc

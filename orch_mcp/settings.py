@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 import os
+import re
 import ssl
 import stat
 import sys
@@ -168,8 +169,14 @@ def _identifier(what: str) -> AfterValidator:
     return AfterValidator(lambda value: validate_identifier(value, what))
 
 
+#: A session's full prefix (`summoner:{<id>}` or `{<name>}`), which a server may be given instead of a session id.
+_PREFIX = re.compile(r"(summoner:)?\{[A-Za-z0-9_.:-]{1,128}\}")
+
+
 def _session_ref(value: str) -> str:
-    return value if value == "current" else validate_identifier(value, "session id")
+    if value == "current" or _PREFIX.fullmatch(value):
+        return value
+    return validate_identifier(value, "session id")
 
 
 def _transport(value: object) -> object:
@@ -440,7 +447,7 @@ def problem_text(field: FieldInfo, error: ErrorDetails, raw: Any, source: Litera
 
 # ---------------------------------------------------------------- the settings
 
-_CONNECTION = ("host", "port", "db", "password")
+_CONNECTION = ("host", "port", "db", "username", "password")
 
 
 class RedisSettings(_Settings):
@@ -464,6 +471,10 @@ class RedisSettings(_Settings):
         6379
     )
     db: Annotated[int, Twin("REDIS_DB", "Redis db", ("--db",), "Redis database number", "DB"), Field(ge=0)] = 0
+    username: Annotated[
+        str | None,
+        Twin("REDIS_USERNAME", "Redis username", ("--username",), "Redis ACL user (with --password)", "USER"),
+    ] = None
     password: Annotated[str | None, Twin("REDIS_PASSWORD", "Redis password", ("--password",), "Redis password")] = None
     socket_timeout: Annotated[float, Twin("REDIS_TIMEOUT", "Redis timeout"), Field(gt=0, allow_inf_nan=False)] = 10.0
     default_ttl: Annotated[int, Twin("REDIS_TTL", "Redis TTL"), Field(ge=1)] = 3600
@@ -558,7 +569,8 @@ class ServeSettings(OrchSettings):
             "ORCH_SESSION_ID",
             "session id",
             ("--session-id",),
-            "the session to work in; 'current' = the namespace's latest, resolved at the first tool call",
+            "the session to work in (its id or full prefix); 'current' = the namespace's latest, resolved at the first "
+            "tool call",
             "ID",
         ),
         AfterValidator(_session_ref),

@@ -84,7 +84,15 @@ async def r(redis_config: RedisConfig) -> AsyncIterator[Redis]:
 def env_for(redis_url: str) -> dict[str, str]:
     """An environment for subprocesses that points them at the test server."""
     env = dict(os.environ)
-    for name in ("REDIS_HOST", "REDIS_PORT", "REDIS_DB", "REDIS_PASSWORD", "ORCH_SESSION_ID", "ORCH_ROLE"):
+    for name in (
+        "REDIS_HOST",
+        "REDIS_PORT",
+        "REDIS_DB",
+        "REDIS_USERNAME",
+        "REDIS_PASSWORD",
+        "ORCH_SESSION_ID",
+        "ORCH_ROLE",
+    ):
         env.pop(name, None)
     env["REDIS_URL"] = redis_url
     env["ORCH_NAMESPACE"] = "test"

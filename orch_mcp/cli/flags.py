@@ -98,14 +98,14 @@ def add_setting_args(
 
 
 def add_connection_args(parser: argparse.ArgumentParser, *, namespace: bool = False, suppress: bool = False) -> None:
-    """--url/--redis-url, --host, --port, --db, --password, the --tls-* flags (and --namespace): flags win over the
-    environment.
+    """--url/--redis-url, --host, --port, --db, --username, --password, the --tls-* flags (and --namespace): flags
+    win over the environment.
 
     With `suppress` the flags leave no default behind, so a subcommand can repeat them without
     overwriting what was given before the subcommand name.
     """
     group = parser.add_argument_group("Redis connection (flags win over REDIS_URL, REDIS_HOST, REDIS_PORT, …)")
-    add_setting_args(group, RedisSettings, ("url", "host", "port", "db", "password"), suppress=suppress)
+    add_setting_args(group, RedisSettings, ("url", "host", "port", "db", "username", "password"), suppress=suppress)
     add_tls_args(parser, suppress=suppress)
     if namespace:
         add_setting_args(group, NamespaceSettings, ("namespace",), suppress=suppress)

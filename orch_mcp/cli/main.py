@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "status": ("orch_mcp.cli.status", "print a session's state once"),
     "redis": ("orch_mcp.cli.redis_cmd", "start, stop or inspect the embedded Redis for this machine"),
     "setup": ("orch_mcp.cli.setup_cmd", "print or write the MCP client configuration of a whole team"),
+    "acl": ("orch_mcp.cli.acl", "print (or create) the Redis ACL users of a session, one per role"),
 }
 
 

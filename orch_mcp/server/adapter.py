@@ -50,9 +50,10 @@ def tool_adapter(fn: Callable[P, Awaitable[CallToolResult]]) -> Callable[P, Awai
         unknown = [name for name in sent if name not in known] if isinstance(sent, Mapping) else []
         if unknown:  # the SDK drops them silently: the call would run without what the model meant to say
             raise ToolError(unknown_arguments_text(fn.__name__, unknown, known))
-        config = _state(ctx).settings.orch.redis
+        settings = _state(ctx).settings
+        config = settings.orch.redis
         try:
-            with redis_errors(config):
+            with redis_errors(config, f"the {settings.role}'s {fn.__name__}"):
                 return await fn(*args, **kwargs)
         except OrchError as exc:
             raise ToolError(str(exc)) from exc
