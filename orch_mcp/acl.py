@@ -88,11 +88,28 @@ ALL_SCRIPTS: tuple[Transition, ...] = (
 )
 
 _CALL = re.compile(r"redis\.call\('([A-Z]+)'")
+#: A helper of the shared Lua text: `local function name(...)` up to its `end` at the start of a line.
+_FUNCTION = re.compile(r"^local function (\w+)\(.*?^end$", re.S | re.M)
+
+
+def _called(text: str) -> set[str]:
+    """The commands a script runs: its own, and those of the helpers it calls (directly or through others)."""
+    helpers = {m.group(1): m.group(0) for m in _FUNCTION.finditer(text)}
+    todo, used = [_FUNCTION.sub("", text)], set[str]()
+    found = set(_CALL.findall(todo[0]))
+    while todo:
+        chunk = todo.pop()
+        for name, body in helpers.items():
+            if name not in used and re.search(rf"\b{name}\(", chunk):
+                used.add(name)
+                todo.append(body)
+                found |= set(_CALL.findall(body))
+    return found
 
 
 def script_commands(transitions: Iterable[Transition]) -> tuple[str, ...]:
-    """The commands the scripts call (read from their text, so the rules follow the scripts)."""
-    return tuple(sorted({name.lower() for t in transitions for name in _CALL.findall(t.text)}))
+    """The commands the scripts run (read from their text, so the rules follow the scripts)."""
+    return tuple(sorted({name.lower() for t in transitions for name in _called(t.text)}))
 
 
 @dataclass(frozen=True)

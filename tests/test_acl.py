@@ -7,6 +7,7 @@ the printed configuration); the denials a chocobo's and a moogle's credentials m
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AsyncExitStack, suppress
@@ -23,7 +24,8 @@ from orch_mcp.cli import acl as acl_cli
 from orch_mcp.config import OrchConfig, RedisConfig
 from orch_mcp.embedded import EmbeddedRedis, find_redis_server, redis_version, wheel_binaries
 from orch_mcp.errors import ConfigError
-from orch_mcp.keys import NamespaceKeys
+from orch_mcp.keys import NamespaceKeys, SessionKeys
+from orch_mcp.messages import TaskMessage
 from orch_mcp.redis_client import Redis, create_async_client, redis_errors
 from orch_mcp.server import create_server
 from orch_mcp.sessions import Mode, SessionConfig, init_session
@@ -221,6 +223,7 @@ DENIALS: list[tuple[str, str, tuple[str, ...]]] = [
     ("chocobo-1", "write the config inside its own script (SCRIPT LOAD + EVALSHA, KEYS[1]=config)", BOTH),
     ("chocobo-1", "push onto child 2's queue inside its own script (EVALSHA, key not declared)", BOTH),
     ("chocobo-1", "run an ad-hoc script (EVAL)", BOTH),
+    ("chocobo-1", "drop a task's owner entry (HDEL <prefix>:task_child)", BOTH),
     ("chocobo-1", "write the moogle's report in-flight list (RPUSH <prefix>:reports:inflight)", BOTH),
     ("chocobo-1", "take the moogle's presence (SET <prefix>:presence:parent)", BOTH),
     ("chocobo-1", "read another child's report list (LRANGE <prefix>:reports:2)", BOTH),
@@ -273,6 +276,7 @@ def _attempt(client: redis.Redis, what: str, cfg: SessionConfig, other: SessionC
             f"return redis.call('RPUSH', '{k.tasks(2)}', 'x')"
         ),
         "run an ad-hoc script (EVAL)": lambda: client.eval("return 1", 0),
+        "drop a task's owner entry (HDEL <prefix>:task_child)": lambda: client.hdel(k.task_child, "t"),
         "write the moogle's report in-flight list (RPUSH <prefix>:reports:inflight)": lambda: client.rpush(
             k.reports_inflight, "x"
         ),
@@ -325,8 +329,9 @@ async def test_each_roles_denials(admin: Redis, admin_url: str, capsys: pytest.C
 
 
 async def test_a_refusal_is_one_clear_sentence(
-    admin: Redis, admin_url: str, capsys: pytest.CaptureFixture[str]
+    admin: Redis, admin_url: str, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.DEBUG)
     cfg = await init_session(admin, namespace=NS, mode="summoner", max_children=2)
     doc = await run_acl(capsys, admin_url, cfg.session_id, "--apply")
     # chocobo 1's user given to the server of chocobo 2: its keys are not that user's.
@@ -347,6 +352,8 @@ async def test_a_refusal_is_one_clear_sentence(
     ):
         client.flushall()
     assert "flushall" in str(caught.value) and urls_password(doc, "chocobo-1") not in str(caught.value)
+    # Nothing the server logged (DEBUG and up) holds the password.
+    assert "refused by the ACL" in caplog.text and urls_password(doc, "chocobo-1") not in caplog.text
 
 
 def urls_password(doc: dict[str, Any], label: str) -> str:
@@ -359,7 +366,7 @@ def urls_password(doc: dict[str, Any], label: str) -> str:
 
 @pytest.mark.parametrize("mode", ["summoner", "normal"])
 async def test_each_roles_tool_loop_with_its_own_user(
-    admin_url: str, capsys: pytest.CaptureFixture[str], mode: str
+    admin: Redis, admin_url: str, capsys: pytest.CaptureFixture[str], mode: str
 ) -> None:
     summoner_doc = await run_acl(capsys, admin_url, "--only", "summoner", "--apply")
     with anyio.fail_after(60):
@@ -380,6 +387,8 @@ async def test_each_roles_tool_loop_with_its_own_user(
 
             assert ok(await summoner.call_tool("get_session", {"session_id": sid}))["prefix"] == prefix
             assert sid in [s["session_id"] for s in ok(await summoner.call_tool("list_sessions", {}))["sessions"]]
+            keys = SessionKeys(prefix)
+            await admin.rpush(keys.tasks(1), b"\xff not a message")  # chocobo 1 moves it to the dead letters
             sent = [
                 ok(await moogle.call_tool("send_task", {"child_id": n, "prompt": f"job {n}", "deadline_s": 30}))
                 for n in (1, 2)
@@ -400,15 +409,20 @@ async def test_each_roles_tool_loop_with_its_own_user(
             again = ok(await c1.call_tool("wait_for_task", {"timeout_s": 5}))
             assert again["task"]["task_id"] == sent[1]["task_id"]
             ok(await c1.call_tool("report", {"task_id": sent[1]["task_id"], "result": "two", "status": "failed"}))
-            reports = [ok(await moogle.call_tool("wait_for_report", {"timeout_s": 5}))["report"] for _ in (1, 2)]
-            assert {r["task_id"] for r in reports} == {t["task_id"] for t in sent}
+            raw = TaskMessage.create("pushed by hand", sid, 1)  # a raw push: chocobo 1 adopts it (its record)
+            await admin.rpush(keys.tasks(1), raw.to_json())
+            assert ok(await c1.call_tool("wait_for_task", {"timeout_s": 5}))["task"]["task_id"] == raw.task_id
+            ok(await c1.call_tool("report", {"task_id": raw.task_id, "result": "three"}))
+            reports = [ok(await moogle.call_tool("wait_for_report", {"timeout_s": 5}))["report"] for _ in (1, 2, 3)]
+            assert {r["task_id"] for r in reports} == {t["task_id"] for t in sent} | {raw.task_id}
             assert ok(await moogle.call_tool("get_task", {"task_id": sent[0]["task_id"]}))["state"] == "done"
-            assert len(ok(await moogle.call_tool("list_tasks", {}))["tasks"]) == 3
+            assert len(ok(await moogle.call_tool("list_tasks", {}))["tasks"]) == 4
+            assert await admin.llen(keys.dead) == 1
             ok(await moogle.call_tool("shutdown", {}))
             for client in (c1, c2):
                 assert ok(await client.call_tool("wait_for_task", {"timeout_s": 5}))["status"] == "shutdown"
             status = ok(await summoner.call_tool("session_status", {"session_id": sid}))
-            assert status["tasks"]["done"] == 1 and status["tasks"]["failed"] == 1
+            assert status["tasks"]["done"] == 2 and status["tasks"]["failed"] == 1 and status["dead_letters"] == 1
             ok(await summoner.call_tool("cleanup_session", {"session_id": sid}))
             # The chocobo hears that its session was cleaned up (it may read its tombstone, nothing else).
             gone = error(await c1.call_tool("wait_for_task", {"timeout_s": 1}))
@@ -467,5 +481,6 @@ def test_rules_come_from_the_scripts_and_keys() -> None:
     assert "%R~{p-h-001}:config" in chocobo.rules and "~{p-h-001}:doorbell" in chocobo.rules
     assert "~{p-h-001}:reports" not in chocobo.rules and not any(r.startswith("&") for r in chocobo.rules)
     assert "+lmove" in chocobo.rules and "+flushall" not in chocobo.rules  # LMOVE is in its take script
+    assert "+hdel" not in chocobo.rules  # only in a helper of the parent's scripts (revoke_shutdown)
     summoner = acl.summoner_user(NS)
     assert {"~acl:*", "~summoner:{*}:*", "~{acl-*}:*", "&summoner:{*}:monitor"} <= set(summoner.rules)

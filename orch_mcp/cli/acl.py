@@ -11,6 +11,7 @@ import anyio
 from .. import acl
 from ..acl import AclUser
 from ..config import RedisConfig
+from ..errors import NoSessionError
 from ..redis_client import create_async_client, redis_errors
 from ..sessions import SessionConfig, resolve_session
 from . import common
@@ -149,6 +150,12 @@ def handle(args: argparse.Namespace) -> int:
         doc = anyio.run(_run, args)
     except acl.UnknownUserError as exc:
         return common.usage_error("orch-mcp acl", str(exc))
+    except NoSessionError as exc:
+        return common.fail(
+            f"{exc.situation}: create one first (the summoner's init_session, or `orch-mcp init`), then run "
+            "`orch-mcp acl SESSION` (`orch-mcp acl --only summoner --apply` makes the summoner's user before any "
+            "session)"
+        )
     if args.json:
         common.print_json(doc)
     else:

@@ -205,7 +205,8 @@ def server_params(role: str, redis: RedisConfig, namespace: str, session_id: str
     """`python -m orch_mcp serve --role <role> …` for this Python (works without the console script on PATH)."""
     env = {name: os.environ[name] for name in ("PYTHONPATH", "ORCH_REDIS_SERVER") if os.environ.get(name)}
     env |= redis.tls_env()
-    args = ["-m", "orch_mcp", "serve", "--role", role, "--redis-url", redis.redis_url, "--namespace", namespace]
+    env["REDIS_URL"] = redis.redis_url  # in the environment, not the command line, which `ps` shows with a password
+    args = ["-m", "orch_mcp", "serve", "--role", role, "--namespace", namespace]
     return StdioServerParameters(
         command=sys.executable, args=[*args, "--session-id", session_id, *extra], env=env, cwd=os.getcwd()
     )
