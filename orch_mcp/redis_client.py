@@ -184,13 +184,13 @@ def tls_error(config: RedisConfig, exc: BaseException) -> ConfigError | None:
     )
 
 
-#: How Redis 7 words an ACL refusal inside a script (a plain error reply, not NOPERM).
-_SCRIPT_NOPERM = "The user executing the script can't"
+#: How Redis 7 and Valkey word an ACL refusal inside a script (a plain error reply, not NOPERM).
+SCRIPT_NOPERM = ("The user executing the script can't", "ACL failure in script: ")
 
 
 def refused_text(config: RedisConfig, exc: BaseException, who: str | None = None) -> str:
     """The sentence for a command or key the Redis ACL user may not use (NOPERM)."""
-    reason = str(exc).split(" script: ", 1)[0].removeprefix("NOPERM ").strip().rstrip(".")
+    reason = str(exc).removeprefix(SCRIPT_NOPERM[1]).split(" script: ", 1)[0].removeprefix("NOPERM ").rstrip(".")
     user = urlsplit(config.url).username if config.url else config.username
     role = f" ({who})" if who else ""
     return (
@@ -207,7 +207,9 @@ def translate(config: RedisConfig, exc: BaseException, who: str | None = None) -
     """
     if (tls := tls_error(config, exc)) is not None:
         return tls
-    if isinstance(exc, rexc.NoPermissionError) or (isinstance(exc, rexc.ResponseError) and _SCRIPT_NOPERM in str(exc)):
+    if isinstance(exc, rexc.NoPermissionError) or (
+        isinstance(exc, rexc.ResponseError) and any(words in str(exc) for words in SCRIPT_NOPERM)
+    ):
         return ConfigError(refused_text(config, exc, who))
     if isinstance(exc, rexc.AuthenticationError | rexc.AuthorizationError):
         return ConfigError(
