@@ -58,6 +58,8 @@ PARENT_DIRECT = (
     "multi",
     "exec",
     "discard",
+    "ttl",  # TTL and XREAD: what `orch-mcp status` and `orch-mcp watch` read, so this user can run them too
+    "xread",
 )
 #: What the summoner runs besides: create, list and remove sessions.
 SUMMONER_DIRECT = (*PARENT_DIRECT, "set", "hset", "hdel", "incrby", "unlink")

@@ -487,3 +487,38 @@ def test_rules_come_from_the_scripts_and_keys() -> None:
     assert "+hdel" not in chocobo.rules  # only in a helper of the parent's scripts (revoke_shutdown)
     summoner = acl.summoner_user(NS)
     assert {"~acl:*", "~summoner:{*}:*", "~{acl-*}:*", "&summoner:{*}:monitor"} <= set(summoner.rules)
+
+
+async def test_commands_take_the_user_from_username_and_password(
+    admin: Redis, admin_url: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from orch_mcp.cli import status
+
+    cfg = await init_session(admin, namespace=NS, mode="summoner", max_children=1)
+    doc = await run_acl(capsys, admin_url, cfg.session_id, "--apply")
+    summoner = next(u for u in doc["users"] if u["label"] == "summoner")
+    where = RedisConfig(url=admin_url)
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    env = {
+        "REDIS_HOST": "127.0.0.1",
+        "REDIS_PORT": admin_url.rsplit(":", 1)[1].split("/")[0],
+        "REDIS_USERNAME": summoner["username"],
+        "REDIS_PASSWORD": summoner["password"],
+        "ORCH_NAMESPACE": NS,
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert RedisConfig.from_env().display_url == f"redis://{summoner['username']}:***@127.0.0.1:{env['REDIS_PORT']}/0"
+    assert await anyio.to_thread.run_sync(status.main, ["--json"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["session_id"] == cfg.session_id, err
+    # The moogle's user (in the URL) runs `orch-mcp status` on its session, named by its prefix.
+    moogle = ["--url", role_urls(doc)["moogle"], cfg.prefix, "--json"]
+    assert await anyio.to_thread.run_sync(status.main, moogle) == 0, capsys.readouterr().err
+    assert json.loads(capsys.readouterr().out)["prefix"] == cfg.prefix
+    # A wrong password is one line naming the fix, without the password.
+    monkeypatch.setenv("REDIS_PASSWORD", "not-it")
+    assert await anyio.to_thread.run_sync(status.main, ["--json"]) == 1
+    err = capsys.readouterr().err
+    assert "refused the credentials" in err and "REDIS_USERNAME" in err and "not-it" not in err
+    assert where.display_url == admin_url  # no password there to mask
