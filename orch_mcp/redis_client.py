@@ -195,8 +195,8 @@ def refused_text(config: RedisConfig, exc: BaseException, who: str | None = None
     role = f" ({who})" if who else ""
     return (
         f"Redis user {unquote(user or 'default')!r}{role} was refused by the ACL of Redis at {config.display_url}: "
-        f"{reason}; this role's user may not use that key or command: re-run `orch-mcp acl SESSION --apply` if the "
-        "session's users are out of date, or give this server its own role's user"
+        f"{reason}; this role's user may not use that key or command: tell the user to run `orch-mcp acl SESSION "
+        "--apply` again and restart this server with the environment it prints for this role"
     )
 
 

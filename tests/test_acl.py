@@ -346,6 +346,13 @@ async def test_a_refusal_is_one_clear_sentence(
     assert "refused by the ACL" in message and "orch-mcp acl SESSION --apply" in message
     assert "Traceback" not in message and "\n" not in message
     assert urls_password(doc, "chocobo-1") not in message
+    # A moogle given the session id, not the printed prefix, would read the session index: refused, same advice.
+    by_id = settings(role_orch(doc, "moogle"), "moogle", session_id=cfg.session_id)
+    async with Client(create_server(by_id)) as client:
+        with anyio.fail_after(10):
+            message = error(await client.call_tool("session_status", {}))
+    assert "(the moogle's session_status) was refused by the ACL" in message
+    assert "restart this server with the environment it prints for this role" in message
     # The same through redis_errors for the CLI and the seed API.
     config = RedisConfig(url=role_urls(doc)["chocobo-1"])
     with (
