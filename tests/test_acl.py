@@ -29,6 +29,7 @@ from orch_mcp.messages import TaskMessage
 from orch_mcp.redis_client import SCRIPT_NOPERM, Redis, create_async_client, redis_errors
 from orch_mcp.server import create_server
 from orch_mcp.sessions import Mode, SessionConfig, init_session
+from orch_mcp.settings import RedisSettings
 
 NS = "acl"
 
@@ -478,6 +479,8 @@ def test_username_in_the_url_and_masked(monkeypatch: pytest.MonkeyPatch) -> None
     assert from_env.redis_url == "redis://u1:pw@localhost:6379/0" and "pw" not in from_env.display_url
     with_user = RedisConfig(url="redis://h:1/0").with_credentials("a.b:c", "s/cret")
     assert with_user.redis_url == "redis://a.b%3Ac:s%2Fcret@h:1/0" and "cret" not in with_user.display_url
+    with pytest.raises(ConfigError, match="drop --username"):
+        RedisSettings.load({"url": "redis://h:1/0", "username": "u1"})
     unix = RedisConfig(url="unix:///tmp/r.sock").with_credentials("u", "secret")
     assert "secret" not in unix.display_url and unix.display_url.startswith("unix://u:***@")
 
