@@ -118,7 +118,7 @@ class RedisConfig:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> RedisConfig:
-        """Read REDIS_URL, REDIS_HOST, REDIS_PORT, REDIS_DB, REDIS_USERNAME, REDIS_PASSWORD, REDIS_TIMEOUT, REDIS_TTL"""
+        """Read REDIS_URL, else REDIS_HOST/PORT/DB/USERNAME/PASSWORD; and REDIS_TIMEOUT, REDIS_TTL."""
         return cls.from_settings(RedisSettings.load(env=env))
 
 

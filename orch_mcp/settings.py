@@ -35,7 +35,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from typing_extensions import Self
 
 from .errors import ConfigError
-from .utils import shown, validate_identifier
+from .utils import IDENTIFIER_RE, shown, validate_identifier
 
 DEFAULT_NAMESPACE = "orch"
 DEFAULT_MAX_MESSAGE_BYTES = 1024 * 1024
@@ -170,7 +170,7 @@ def _identifier(what: str) -> AfterValidator:
 
 
 #: A session's full prefix (`summoner:{<id>}` or `{<name>}`), which a server may be given instead of a session id.
-_PREFIX = re.compile(r"(summoner:)?\{[A-Za-z0-9_.:-]{1,128}\}")
+_PREFIX = re.compile(rf"(summoner:)?\{{{IDENTIFIER_RE.pattern}\}}")
 
 
 def _session_ref(value: str) -> str:
