@@ -485,6 +485,13 @@ def test_username_in_the_url_and_masked(monkeypatch: pytest.MonkeyPatch) -> None
     assert "secret" not in unix.display_url and unix.display_url.startswith("unix://u:***@")
 
 
+def test_the_printed_environment_keeps_the_tls_settings() -> None:
+    base = RedisConfig(url="rediss://redis.example:6380/0", tls_verify="none")
+    user = acl.summoner_user(NS)
+    env = acl_cli.serve_env(base, user, "pw", NS, None)
+    assert env["REDIS_URL"] == f"rediss://{NS}.summoner:pw@redis.example:6380/0" and env["REDIS_TLS_VERIFY"] == "none"
+
+
 def test_rules_come_from_the_scripts_and_keys() -> None:
     cfg = SessionConfig(
         session_id="s1", mode="normal", prefix="{p-h-001}", namespace=NS, max_children=2, ttl_s=60, created_at="x"

@@ -71,8 +71,10 @@ def build_parser() -> argparse.ArgumentParser:
 def serve_env(
     base: RedisConfig, user: AclUser, password: str, namespace: str, session: SessionConfig | None
 ) -> dict[str, str]:
-    """The environment of this role's `orch-mcp serve`: its user in REDIS_URL, its identity, its session's prefix."""
-    env = {"REDIS_URL": base.with_credentials(user.name, password).redis_url, "ORCH_NAMESPACE": namespace}
+    """The environment of this role's `orch-mcp serve`: its user in REDIS_URL (and the TLS settings), its identity,
+    its session's prefix."""
+    env = {"REDIS_URL": base.with_credentials(user.name, password).redis_url, **base.tls_env()}
+    env["ORCH_NAMESPACE"] = namespace
     env["ORCH_ROLE"] = user.role
     if session is not None and user.role != "summoner":
         env["ORCH_SESSION_ID"] = session.prefix  # found by prefix: the session index is not this user's to read
