@@ -15,10 +15,11 @@ from .settings import DEFAULT_MAX_MESSAGE_BYTES as DEFAULT_MAX_MESSAGE_BYTES
 from .settings import DEFAULT_NAMESPACE as DEFAULT_NAMESPACE
 from .settings import URL_SCHEMES as URL_SCHEMES
 from .settings import OrchSettings, RedisSettings, TLSVerify, is_tls_url, tls_problem, twin, url_problem
+from .urls import masked
 
 
 def validate_url(url: str, what: str = "REDIS_URL") -> str:
-    """Return `url` if it is a redis://, rediss:// or unix:// URL, else raise ConfigError naming `what`."""
+    """Return `url` if it is a Redis URL of a form orch_mcp.urls lists, else raise ConfigError naming `what`."""
     problem = url_problem(url)
     if problem:
         raise ConfigError(f"{what}={url!r} {problem}")
@@ -75,13 +76,7 @@ class RedisConfig:
     @property
     def display_url(self) -> str:
         """The connection URL with any password masked, for messages and logs."""
-        parts = urlsplit(self.redis_url)
-        if parts.password is not None or "password=" in parts.query:
-            host = parts.netloc.rpartition("@")[2]
-            netloc = f"{parts.username or ''}:***@{host}" if parts.password is not None else parts.netloc
-            query = "&".join("password=***" if q.startswith("password=") else q for q in parts.query.split("&"))
-            return urlunsplit(parts._replace(netloc=netloc, query=query))
-        return self.redis_url
+        return masked(self.redis_url)
 
     def with_credentials(self, username: str, password: str) -> RedisConfig:
         """The same server reached as ACL user `username` (in the URL when the config has one)."""

@@ -173,9 +173,12 @@ class EmbeddedRedis:
             raise RedisUnavailableError(f"redis-server did not start within {timeout:g} s: {tail}")
         return self
 
-    @staticmethod
+    #: The log line (lower case) that says the server is up.
+    READY_LINE = "ready to accept connections"
+
+    @classmethod
     def _follow_log(
-        process: subprocess.Popen[bytes], ready: threading.Event, accepting: threading.Event, log: deque[str]
+        cls, process: subprocess.Popen[bytes], ready: threading.Event, accepting: threading.Event, log: deque[str]
     ) -> None:
         # The server's own "Ready to accept connections" line is the readiness event; the rest of
         # its log is drained so the pipe never fills. EOF (the server exited) also wakes start().
@@ -183,7 +186,7 @@ class EmbeddedRedis:
         for raw in process.stdout:
             line = raw.decode(errors="replace").strip()
             log.append(line)
-            if "ready to accept connections" in line.lower():
+            if cls.READY_LINE in line.lower():
                 accepting.set()
                 ready.set()
         ready.set()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from .errors import InvalidIdentifierError
-from .redis_client import MAX_BLOCK_SLICE_S, Redis, sliced_wait
+from .redis_client import MAX_BLOCK_SLICE_S, Redis, is_cluster, sliced_wait
 
 _BAD_QUEUE = re.compile(r"[\s\x00-\x1f\x7f]")
 
@@ -25,9 +25,15 @@ async def push(r: Redis, queue: str, *messages: str, front: bool = False) -> int
 
 
 async def push_and_publish(r: Redis, queue: str, message: str, channel: str) -> tuple[int, int]:
-    """RPUSH `message` onto `queue` and PUBLISH it on `channel` in one transaction; (length, receivers)."""
+    """RPUSH `message` onto `queue` and PUBLISH it on `channel` in one transaction; (length, receivers).
+
+    On a Redis Cluster, where a MULTI cannot hold a PUBLISH, the two are sent one after the other.
+    """
     validate_queue(queue)
     validate_queue(channel)
+    if is_cluster(r):
+        length = await r.rpush(queue, message)
+        return int(length), int(await r.publish(channel, message))
     async with r.pipeline(transaction=True) as pipe:
         pipe.rpush(queue, message)
         pipe.publish(channel, message)

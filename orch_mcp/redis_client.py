@@ -3,23 +3,39 @@ into the project's errors, sliced blocking waits."""
 
 from __future__ import annotations
 
+import logging
+import re
 import ssl
 import time
+import traceback
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypedDict, TypeVar, cast
 from urllib.parse import unquote, urlsplit
 
+import anyio
 import redis
 import redis.asyncio as aioredis
+import redis.cluster
 import redis.exceptions as rexc
+import redis.sentinel
+from redis.asyncio.cluster import ClusterNode as AsyncClusterNode
+from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
+from redis.asyncio.retry import Retry as AsyncRetry
+from redis.asyncio.sentinel import MasterNotFoundError as AsyncMasterNotFoundError
+from redis.asyncio.sentinel import Sentinel as AsyncSentinel
+from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
+from redis.retry import Retry as SyncRetry
 from redis.typing import EncodableT, FieldT, KeyT
 from typing_extensions import Unpack
 
 from .config import RedisConfig, get_default_config
 from .errors import ConfigError, OrchError, RedisUnavailableError
+from .urls import parse_target, topology
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 #: The longest single blocking command; a wait longer than this is several commands in a row, so a
 #: socket timeout never fires mid-wait and a dead connection is noticed within one slice.
@@ -77,24 +93,27 @@ def create_client(config: RedisConfig | None = None, **where: Unpack[ServerOptio
     """The seed's client: a synchronous redis-py client (hiredis parser, str replies) for `config` or the environment.
 
     The seed's keyword arguments (`host=`, `port=`, `db=`, `password=`, plus `url=`) replace what
-    `config` or the environment says. Close it with `close()` (or use it in a `with` block).
+    `config` or the environment says. Close it with `close()` (or use it in a `with` block). A
+    `redis+cluster://` URL gives redis-py's RedisCluster, a `redis+sentinel://` URL the master its
+    Sentinel client finds (orch_mcp.urls); both answer the same commands as a plain client.
     """
     cfg = resolve_config(config, **where)
-    return redis.Redis.from_url(cfg.redis_url, **_client_options(cfg))
+    with redis_errors(cfg):  # the sync cluster client asks its nodes for the slots as it is made
+        return cast("redis.Redis", _connect(cfg, _SYNC))
 
 
 def create_async_client(config: RedisConfig | None = None, **where: Unpack[ServerOptions]) -> Redis:
     """The asyncio client the async core and the MCP server use (redis-py, hiredis parser, str replies).
 
-    Same arguments as create_client; close it with `await client.aclose()`.
+    Same arguments and URL forms as create_client; close it with `await client.aclose()`.
     """
     cfg = resolve_config(config, **where)
-    return cast("Redis", aioredis.Redis.from_url(cfg.redis_url, **_client_options(cfg)))
+    return cast("Redis", _connect(cfg, _ASYNC))
 
 
 def _client_options(cfg: RedisConfig) -> dict[str, Any]:
-    """What both clients are created with: str replies, the configured timeout, a health check on idle connections;
-    over TLS (a rediss URL) the TLS settings, as redis-py names them."""
+    """What every client is created with: str replies, the configured timeout, a health check on idle connections;
+    over TLS (a rediss URL, of any topology) the TLS settings, as redis-py names them."""
     options: dict[str, Any] = {
         "decode_responses": True,
         "socket_timeout": cfg.socket_timeout,
@@ -110,6 +129,80 @@ def _client_options(cfg: RedisConfig) -> dict[str, Any]:
             "ssl_check_hostname": cfg.tls_verify == "required",
         }
     return options
+
+
+class _SentinelMaster(redis.Redis):
+    """The client of a Sentinel-watched master; closing it also closes its connections to the Sentinels."""
+
+    def close(self) -> None:
+        """Close the master's connections, then the Sentinels'."""
+        super().close()
+        for sentinel in self.connection_pool.sentinel_manager.sentinels:  # type: ignore[attr-defined]
+            sentinel.close()
+
+
+class _AsyncSentinelMaster(aioredis.Redis):
+    """The asyncio client of a Sentinel-watched master; closing it also closes its connections to the Sentinels."""
+
+    async def aclose(self, close_connection_pool: bool | None = None) -> None:
+        """Close the master's connections, then the Sentinels'."""
+        await super().aclose(close_connection_pool)
+        for sentinel in self.connection_pool.sentinel_manager.sentinels:  # type: ignore[attr-defined]
+            await sentinel.aclose()
+
+
+@dataclass(frozen=True)
+class _Kit:
+    """redis-py's classes for one side (sync or asyncio): what `_connect` builds a client from."""
+
+    single: Any
+    cluster: Any
+    cluster_node: Any
+    sentinel: Any
+    sentinel_master: Any
+    retry: Any
+
+
+_SYNC = _Kit(
+    redis.Redis,
+    redis.cluster.RedisCluster,
+    redis.cluster.ClusterNode,
+    redis.sentinel.Sentinel,
+    _SentinelMaster,
+    SyncRetry,
+)
+_ASYNC = _Kit(aioredis.Redis, AsyncRedisCluster, AsyncClusterNode, AsyncSentinel, _AsyncSentinelMaster, AsyncRetry)
+
+#: How often a cluster or Sentinel client tries a command again while a failover moves its master (redis-py's
+#: own retry: with this backoff, a few seconds in all); past that, callers that wait retry on their own.
+FAILOVER_RETRIES = 12
+FAILOVER_BACKOFF = (0.05, 0.5)
+
+
+def _connect(cfg: RedisConfig, kit: _Kit) -> Any:
+    """The client `cfg`'s URL names: one server, a cluster (from its startup nodes) or a Sentinel-watched master."""
+    options = _client_options(cfg)
+    kind = topology(cfg.redis_url)
+    if kind == "single":
+        return kit.single.from_url(cfg.redis_url, **options)
+    target = parse_target(cfg.redis_url)
+    auth = {"username": target.username, "password": target.password}
+    tls = {"ssl": True} if target.tls else {}
+    retry = kit.retry(ExponentialWithJitterBackoff(*FAILOVER_BACKOFF), FAILOVER_RETRIES)
+    if kind == "cluster":
+        nodes = [kit.cluster_node(host, port) for host, port in target.nodes]
+        return kit.cluster(startup_nodes=nodes, retry=retry, **auth, **tls, **options)
+    # The Sentinels are asked with the socket and TLS options, without the servers' credentials, once each: a
+    # Sentinel that does not answer is passed over for the next (the master's connection retries as a whole).
+    asking = {k: v for k, v in options.items() if k.startswith(("socket_", "ssl"))} | tls
+    asking["retry"] = kit.retry(NoBackoff(), 0)
+    sentinel = kit.sentinel(list(target.nodes), sentinel_kwargs=asking, retry=retry, **auth, **tls, **options)
+    return sentinel.master_for(target.service, redis_class=kit.sentinel_master, db=target.db)
+
+
+def is_cluster(r: Redis) -> bool:
+    """Whether `r` is redis-py's cluster client (a MULTI there may only touch one slot, and may not PUBLISH)."""
+    return isinstance(r, AsyncRedisCluster)
 
 
 def block_slice(config: RedisConfig) -> float:
@@ -139,13 +232,86 @@ async def sliced_wait(
             return None
 
 
+#: The error codes a server replies with while a failover moves its slots or its master role. They are found at
+#: the start of the reply, inside a pipeline's error ("... caused error: ('NOREPLICAS ...") and inside a script's
+#: ("... @user_script: 54: -NOREPLICAS ...", Redis 6.2).
+_FAILOVER_REPLY = re.compile(
+    r"(?:^|[\s('\"-])(UNBLOCKED|MASTERDOWN|LOADING|TRYAGAIN|CLUSTERDOWN|READONLY|NOREPLICAS)\b"
+)
+FAILOVER_HINT = "a failover may be under way: call again in a few seconds; if this persists, check the servers"
+
+
+def transient(exc: BaseException) -> bool:
+    """Whether `exc` is Redis unreachable or a failover in progress: the same call can succeed a little later.
+
+    Besides connection failures and timeouts: a cluster that is down or moving slots (CLUSTERDOWN, TRYAGAIN,
+    redirections past redis-py's limit), a former master now a replica (READONLY; redis-py's Sentinel client
+    says "The previous master is now a slave") or cut off from its replicas (NOREPLICAS, with
+    min-replicas-to-write), and a blocking command cut short by that change (UNBLOCKED).
+    A refused password is not transient.
+    """
+    if isinstance(exc, rexc.AuthenticationError | rexc.AuthorizationError):
+        return False
+    if isinstance(exc, rexc.ConnectionError | rexc.TimeoutError | ConnectionError | OSError):
+        return True
+    if isinstance(exc, rexc.ClusterDownError | rexc.TryAgainError | rexc.SlotNotCoveredError | rexc.ReadOnlyError):
+        return True
+    if isinstance(exc, rexc.ClusterError):
+        return True  # ClusterError("TTL exhausted."): redirected more often than redis-py follows
+    if isinstance(exc, rexc.RedisClusterException) and exc.__cause__ is not None:
+        return transient(exc.__cause__)  # "Redis Cluster cannot be connected": no startup node answered
+    if isinstance(exc, AttributeError | TypeError) and _in_redis_write(exc):
+        return True
+    return isinstance(exc, rexc.ResponseError) and _FAILOVER_REPLY.search(str(exc)) is not None
+
+
+def _in_redis_write(exc: BaseException) -> bool:
+    """Whether `exc` came from redis-py's asyncio connection writing on a socket that was just closed.
+
+    redis-py 8.1 lets that surface as `AttributeError: 'NoneType' object has no attribute 'writelines'` (or a
+    TypeError) instead of a ConnectionError (redis/redis-py#4287); the cluster client hits it when a failover
+    makes it close the connections that other calls are using.
+    """
+    if "NoneType" not in str(exc):
+        return False
+    frames = traceback.extract_tb(exc.__traceback__)
+    return any(f.filename.endswith(("redis/asyncio/connection.py", "redis/connection.py")) for f in frames[-3:])
+
+
+#: On a cluster or Sentinel, how long a call keeps trying through a failover before it answers the error.
+FAILOVER_GRACE_S = 15.0
+FAILOVER_RETRY_S = 0.25
+
+
+async def through_failover(config: RedisConfig, call: Callable[[], Awaitable[T]]) -> T:
+    """`call()`; on a cluster or Sentinel, while it fails with a transient error, call again for FAILOVER_GRACE_S.
+
+    A node that stops answering there is a failover under way (a replica takes over within seconds), not an
+    outage: the call waits it out. On one server the error is answered at once (the waits retry on their own).
+    """
+    if topology(config.redis_url) == "single":
+        return await call()
+    deadline = time.monotonic() + FAILOVER_GRACE_S
+    while True:
+        try:
+            return await call()
+        except Exception as exc:
+            if not transient(exc) or time.monotonic() + FAILOVER_RETRY_S > deadline:
+                raise
+            log.info("Redis is failing over (%s); trying again", exc)
+            await anyio.sleep(FAILOVER_RETRY_S)
+
+
 def unreachable_message(config: RedisConfig, exc: BaseException) -> str:
     """The sentence a user or model sees when Redis cannot be reached."""
     reason = str(exc).strip().rstrip(".") or type(exc).__name__
     if config.tls and not config.tls_cert and _dropped(exc):  # how a server that requires a client cert says so
         hint = "a server that requires TLS client certificates does that to a client without one: set REDIS_TLS_CERT"
         return f"Redis at {config.display_url} closed the TLS connection ({reason}); {hint} and REDIS_TLS_KEY"
-    return f"Redis at {config.display_url} is unreachable: {reason}; {START_HINT}"
+    if isinstance(exc, redis.sentinel.MasterNotFoundError | AsyncMasterNotFoundError):
+        reason = f"no Sentinel answered with the address of master {parse_target(config.redis_url).service!r}"
+    hint = START_HINT if topology(config.redis_url) == "single" else FAILOVER_HINT
+    return f"Redis at {config.display_url} is unreachable: {reason}; {hint}"
 
 
 def _ssl_error(exc: BaseException) -> ssl.SSLError | None:
@@ -216,7 +382,7 @@ def translate(config: RedisConfig, exc: BaseException, who: str | None = None) -
             f"Redis at {config.display_url} refused the credentials: {exc}; fix REDIS_USERNAME and REDIS_PASSWORD "
             "or the URL (`orch-mcp acl SESSION` prints each role's)"
         )
-    if isinstance(exc, rexc.ConnectionError | rexc.TimeoutError | ConnectionError | OSError):
+    if transient(exc):
         return RedisUnavailableError(unreachable_message(config, exc))
     if isinstance(exc, rexc.ResponseError) and "NOAUTH" in str(exc):
         return ConfigError(f"Redis at {config.display_url} needs a password: set REDIS_PASSWORD or put it in the URL")
@@ -230,7 +396,7 @@ def redis_errors(config: RedisConfig, who: str | None = None) -> Iterator[None]:
         yield
     except OrchError:
         raise
-    except (rexc.RedisError, OSError) as exc:
+    except (rexc.RedisError, rexc.RedisClusterException, OSError) as exc:
         mapped = translate(config, exc, who)
         if mapped is None:
             raise

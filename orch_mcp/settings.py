@@ -35,11 +35,12 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from typing_extensions import Self
 
 from .errors import ConfigError
+from .urls import SCHEMES, parse_target, topology
 from .utils import IDENTIFIER_RE, shown, validate_identifier
 
 DEFAULT_NAMESPACE = "orch"
 DEFAULT_MAX_MESSAGE_BYTES = 1024 * 1024
-URL_SCHEMES = ("redis", "rediss", "unix")
+URL_SCHEMES = tuple(SCHEMES)
 
 Role = Literal["summoner", "moogle", "chocobo"]
 Transport = Literal["stdio", "http"]
@@ -71,14 +72,23 @@ class ValueProblem(ValueError):
 
 
 def url_problem(url: str) -> str | None:
-    """What is wrong with a Redis URL (None if it is a redis://, rediss:// or unix:// URL naming a server)."""
+    """What is wrong with a Redis URL (None if it names a server, a cluster or a Sentinel master; see orch_mcp.urls)."""
+    if topology(url) != "single":
+        try:
+            parse_target(url)
+        except ValueError as exc:
+            return str(exc)
+        return None
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - raises ValueError on a non-numeric port
     except ValueError as exc:
         return f"is not a valid URL ({exc}); use e.g. redis://localhost:6379/0"
     if parts.scheme not in URL_SCHEMES:
-        return "has an unsupported scheme; use redis://host:port/db, rediss:// for TLS or unix:///path/to/redis.sock"
+        return (
+            "has an unsupported scheme; use redis://host:port/db, rediss:// for TLS, unix:///path/to/redis.sock, "
+            "redis+cluster://host:port,host:port or redis+sentinel://host:26379,host:26379/mymaster/0"
+        )
     if parts.scheme == "unix" and not parts.path:
         return "names no socket path; use unix:///path/to/redis.sock"
     if parts.scheme != "unix" and not parts.hostname:
@@ -461,7 +471,8 @@ class RedisSettings(_Settings):
             "REDIS_URL",
             "Redis URL",
             ("--url", "--redis-url"),
-            "redis://host:port/db, rediss:// for TLS or unix:///path",
+            "redis://host:port/db, rediss:// for TLS, unix:///path, redis+cluster://host:port,host:port "
+            "or redis+sentinel://host:port,host:port/mymaster/db",
             "URL",
         ),
         AfterValidator(_url),

@@ -12,6 +12,7 @@ import redis
 
 from orch_mcp import delivery
 from orch_mcp.config import OrchConfig, RedisConfig
+from orch_mcp.delivery import lua
 from orch_mcp.embedded import EmbeddedRedis
 from orch_mcp.redis_client import Redis, create_async_client
 
@@ -20,6 +21,9 @@ from orch_mcp.redis_client import Redis, create_async_client
 if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
+
+# Every transition script run by a test first checks that its keys share one hash slot (Redis Cluster's rule).
+lua.CHECK_SLOTS = True
 
 #: The most workers `-n auto` starts: each has its own redis-server and imports, and the suite's time is mostly
 #: subprocesses and waits, which more workers than this share no better.

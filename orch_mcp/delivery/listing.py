@@ -94,7 +94,7 @@ async def list_tasks(
     keys = cfg.keys
     async with r.pipeline(transaction=False) as pipe:
         pipe.hmget(keys.counts, list(TASK_STATES))
-        pipe.time()
+        pipe.execute_command("TIME")  # not pipe.time(): redis-py's cluster pipeline refuses that method
         raw_counts, (seconds, micros) = await pipe.execute()
     now_ms = int(seconds) * 1000 + int(micros) // 1000
     counts = {s: max(0, int(c or 0)) for s, c in zip(TASK_STATES, raw_counts, strict=True)}

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from redis.commands.core import AsyncScript
+from redis.crc import key_slot
 
 from ..errors import SessionGoneError
 from ..redis_client import Redis
@@ -99,6 +100,18 @@ end
 """
 
 
+#: Under the tests (set by tests/conftest.py): every script call first checks that all its keys share one hash
+#: slot, as a Redis Cluster requires, so every test that runs a script also checks that.
+CHECK_SLOTS = False
+
+
+def check_one_slot(name: str, keys: Sequence[str]) -> None:
+    """AssertionError naming the script if `keys` map to more than one Redis Cluster hash slot."""
+    slots = {key_slot(k.encode()) for k in keys}
+    if len(slots) > 1:
+        raise AssertionError(f"script {name} was given keys in {len(slots)} hash slots: {list(keys)}")
+
+
 class Transition:
     """One state transition: a Lua script (prelude + body) registered with redis-py's `register_script`."""
 
@@ -111,7 +124,10 @@ class Transition:
         """Run the script with the session's config key first; SessionGoneError if the session is gone."""
         if self._script is None:
             self._script = r.register_script(self.text)
-        reply: list[Any] = await self._script(keys=[cfg.keys.config, *keys], args=[context(cfg), *args], client=r)
+        all_keys = [cfg.keys.config, *keys]
+        if CHECK_SLOTS:
+            check_one_slot(self.name, all_keys)
+        reply: list[Any] = await self._script(keys=all_keys, args=[context(cfg), *args], client=r)
         if reply and reply[0] == "gone":
             raise SessionGoneError(cfg.session_id, cleaned_up=await cleaned_up(r, cfg.namespace, cfg.session_id))
         return reply

@@ -57,7 +57,7 @@ async def session_status(r: Redis, cfg: SessionConfig) -> SessionStatus:
         pipe.hgetall(keys.counts)
         pipe.hgetall(keys.stopped)
         pipe.llen(keys.dead)
-        pipe.time()
+        pipe.execute_command("TIME")  # not pipe.time(): redis-py's cluster pipeline refuses that method
         for queue in report_queues:
             pipe.llen(queue)
         replies = await pipe.execute()

@@ -17,7 +17,7 @@ from mcp_types import CallToolResult, TextContent
 from pydantic import BaseModel
 
 from ..errors import OrchError
-from ..redis_client import redis_errors
+from ..redis_client import redis_errors, through_failover, transient
 from .arguments import unknown_arguments_text
 from .settings import POLL_S
 from .state import ServerState
@@ -38,7 +38,16 @@ def _state(ctx: Context[ServerState]) -> ServerState:
 
 def tool_adapter(fn: Callable[P, Awaitable[CallToolResult]]) -> Callable[P, Awaitable[CallToolResult]]:
     """Refuse arguments `fn` does not take; turn the project's errors (and redis-py's) into ToolError, whose message
-    is what the model reads."""
+    is what the model reads. On a cluster or Sentinel the call is made again through a failover (through_failover)."""
+    return _adapter(fn, retry=True)
+
+
+def wait_adapter(fn: Callable[P, Awaitable[CallToolResult]]) -> Callable[P, Awaitable[CallToolResult]]:
+    """tool_adapter for a wait: never made again whole (what it took may be in hand), it retries inside instead."""
+    return _adapter(fn, retry=False)
+
+
+def _adapter(fn: Callable[P, Awaitable[CallToolResult]], *, retry: bool) -> Callable[P, Awaitable[CallToolResult]]:
     known = [name for name in inspect.signature(fn).parameters if name != "ctx"]
 
     @functools.wraps(fn)
@@ -54,6 +63,8 @@ def tool_adapter(fn: Callable[P, Awaitable[CallToolResult]]) -> Callable[P, Awai
         config = settings.orch.redis
         try:
             with redis_errors(config, f"the {settings.role}'s {fn.__name__}"):
+                if retry:
+                    return await through_failover(config, lambda: fn(*args, **kwargs))
                 return await fn(*args, **kwargs)
         except OrchError as exc:
             raise ToolError(str(exc)) from exc
@@ -91,13 +102,14 @@ class _Progress:
         return round(time.monotonic() - self.start, 3)
 
     async def while_redis_is_down(self, wait: Callable[[], Awaitable[T]]) -> T:
-        """Run `wait`; while Redis cannot be reached, try again until timeout_s is over, then raise that error once."""
+        """Run `wait`; while Redis cannot be reached (or fails over), try again until timeout_s is over, then raise
+        that error once."""
         while True:
             try:
                 return await wait()
-            except (rexc.ConnectionError, rexc.TimeoutError, OSError) as exc:
+            except Exception as exc:
                 left = self.timeout_s - (time.monotonic() - self.start)
-                if left <= REDIS_RETRY_S:
+                if not transient(exc) or left <= REDIS_RETRY_S:
                     raise
                 log.info("Redis is unreachable (%s); the %s wait tries again", exc, self.what)
                 await self()  # a progress notification, so the client sees the wait is alive

@@ -14,14 +14,15 @@ from .. import delivery
 from ..agents import AsyncChild
 from ..delivery import Heartbeat, ReportOutcome, Taken
 from ..messages import ShutdownMessage
+from ..redis_client import through_failover
 from . import texts
-from .adapter import _Progress, _result, _state, tool_adapter
+from .adapter import _Progress, _result, _state, tool_adapter, wait_adapter
 from .models import TaskInfo, TaskWait, TimeoutArg, YourQueue
 from .settings import DEFAULT_WAIT_S
 from .state import PRESENCE_WAIT_S, ServerState
 
 
-@tool_adapter
+@wait_adapter
 async def wait_for_task(
     ctx: Context[ServerState], timeout_s: TimeoutArg = DEFAULT_WAIT_S
 ) -> Annotated[CallToolResult, TaskWait]:
@@ -45,7 +46,11 @@ async def wait_for_task(
     msg = taken.message
     child_id = state.settings.child_id or 0
     session = child.session if child is not None else state.session
-    queued = await delivery.queue_depth(state.redis, session, child_id) if session is not None else 0
+    queued = 0
+    if session is not None:
+        queued = await through_failover(
+            state.settings.orch.redis, lambda: delivery.queue_depth(state.redis, session, child_id)
+        )
     out = TaskWait(
         status="timeout",
         cancelled=taken.cancelled,

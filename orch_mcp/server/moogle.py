@@ -15,8 +15,9 @@ from ..agents import AsyncParent
 from ..delivery import TaskListing, TaskRecord, TaskState
 from ..delivery.listing import DEFAULT_LIMIT, MAX_LIMIT
 from ..messages import ReportMessage
+from ..redis_client import through_failover
 from . import texts
-from .adapter import _Progress, _result, _state, tool_adapter
+from .adapter import _Progress, _result, _state, tool_adapter, wait_adapter
 from .models import Report, ReportWait, SentTask, Shutdown, TaskIdArg, TaskStateArg, TaskView, TimeoutArg
 from .settings import DEFAULT_WAIT_S
 from .state import ServerState
@@ -68,12 +69,13 @@ async def send_task(
     return _result(sent, texts.sent_text(task.task_id, child_id, priority))
 
 
-@tool_adapter
+@wait_adapter
 async def wait_for_report(
     ctx: Context[ServerState], timeout_s: TimeoutArg = DEFAULT_WAIT_S
 ) -> Annotated[CallToolResult, ReportWait]:
     """Wait for the next report from any child; "timeout": call again; "idle": none can come (all in, or none sent)."""
     state = _state(ctx)
+    config = state.settings.orch.redis
     progress = _Progress(ctx, timeout_s, "report")
     report = None
     async with state.waiting(timeout_s) as acquired:  # one wait at a time: the unacknowledged report is ours
@@ -87,11 +89,14 @@ async def wait_for_report(
             parent, report = await progress.while_redis_is_down(wait)
             state.delivered(ctx.request_id, parent.unacknowledged if report is not None else None)
             # Counted while this server's waits are held off: the report just returned is the only one taken.
-            left = await delivery.outstanding(parent.r, parent.session, returned=int(report is not None))
+            counted = parent
+            left = await through_failover(
+                config, lambda: delivery.outstanding(counted.r, counted.session, returned=int(report is not None))
+            )
         else:  # another wait of this server held the turn for the whole timeout
             parent = await state.moogle()
             left = await delivery.outstanding(parent.r, parent.session)
-    offline = await parent.offline()
+    offline = await through_failover(config, parent.offline)
     waited = progress.waited()
     note = texts.offline_note(offline)
     if report is None:
