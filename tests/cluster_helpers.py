@@ -16,10 +16,12 @@ import socket
 import time
 from collections.abc import Callable
 from contextlib import ExitStack
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import redis
 from redis.crc import key_slot
+from tls_helpers import Pem
 from typing_extensions import Self
 
 from orch_mcp.embedded import EmbeddedRedis
@@ -65,16 +67,39 @@ def _bindable(port: int) -> bool:
         return True
 
 
-class Node(EmbeddedRedis):
-    """A cluster-enabled redis-server (on a port whose bus port is free too)."""
+@dataclass(frozen=True)
+class TLSFiles:
+    """The CA, the nodes' certificate and a client's, for a cluster that speaks only TLS (client certs required)."""
 
-    def __init__(self) -> None:
+    ca: Pem
+    server: Pem
+    client: Pem
+
+
+class Node(EmbeddedRedis):
+    """A cluster-enabled redis-server (on a port whose bus port is free too); with `tls`, TLS only, bus included."""
+
+    def __init__(self, tls: TLSFiles | None = None) -> None:
         super().__init__(bus_free_port())
+        self.tls = tls
 
     def command(self) -> list[str]:
         """The usual command line plus cluster mode, a short node timeout and a failover that never waits on data."""
+        tls: list[str] = []
+        if self.tls is not None:
+            tls = ["--port", "0", "--tls-port", str(self.port), "--tls-cluster", "yes", "--tls-replication", "yes"]
+            tls += ["--tls-cert-file", str(self.tls.server.cert), "--tls-key-file", str(self.tls.server.key)]
+            tls += ["--tls-ca-cert-file", str(self.tls.ca.cert), "--tls-auth-clients", "yes"]
+            # The bus and replication links are TLS clients too: they present the client certificate.
+            tls += [
+                "--tls-client-cert-file",
+                str(self.tls.client.cert),
+                "--tls-client-key-file",
+                str(self.tls.client.key),
+            ]
         return [
             *super().command(),
+            *tls,
             "--cluster-enabled",
             "yes",
             "--cluster-config-file",
@@ -87,7 +112,19 @@ class Node(EmbeddedRedis):
 
     def client(self) -> redis.Redis:
         """A plain client on this one node."""
-        return redis.Redis(host=self.host, port=self.port, decode_responses=True, socket_timeout=5)
+        if self.tls is None:
+            return redis.Redis(host=self.host, port=self.port, decode_responses=True, socket_timeout=5)
+        return redis.Redis(
+            host=self.host,
+            port=self.port,
+            decode_responses=True,
+            socket_timeout=5,
+            ssl=True,
+            ssl_ca_certs=str(self.tls.ca.cert),
+            ssl_certfile=str(self.tls.client.cert),
+            ssl_keyfile=str(self.tls.client.key),
+            ssl_check_hostname=False,  # the nodes' certificate names localhost; they are reached by 127.0.0.1
+        )
 
     @property
     def address(self) -> str:
@@ -126,8 +163,9 @@ class _Servers:
 class Cluster(_Servers):
     """A running test cluster: `masters` masters with `replicas_each` replicas each."""
 
-    def __init__(self, masters: int = 3, replicas_each: int = 0) -> None:
+    def __init__(self, masters: int = 3, replicas_each: int = 0, tls: TLSFiles | None = None) -> None:
         super().__init__()
+        self.tls = tls
         self.nodes: list[Node] = []
         self.masters_count = masters
         self.replicas_each = replicas_each
@@ -135,7 +173,7 @@ class Cluster(_Servers):
     def _start(self) -> None:
         total = self.masters_count * (1 + self.replicas_each)
         for _ in range(total):
-            self.nodes.append(self._stack.enter_context(Node()))
+            self.nodes.append(self._stack.enter_context(Node(self.tls)))
         first = self.nodes[0].client()
         for node in self.nodes[1:]:
             first.execute_command("CLUSTER", "MEET", node.host, node.port)
@@ -186,7 +224,8 @@ class Cluster(_Servers):
     @property
     def url(self) -> str:
         """The orch-mcp URL of the cluster: every node as a startup node."""
-        return "redis+cluster://" + ",".join(n.address for n in self.nodes)
+        scheme = "rediss+cluster" if self.tls else "redis+cluster"
+        return f"{scheme}://" + ",".join(n.address for n in self.nodes)
 
     def live(self) -> list[Node]:
         """The nodes whose process runs."""

@@ -15,16 +15,18 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
 import test_stdio_team
 from cli_helpers import orch
-from cluster_helpers import SERVICE, Cluster, SentinelSetup, wait_for
+from cluster_helpers import SERVICE, Cluster, SentinelSetup, TLSFiles, wait_for
 from mcp import Client
 from mcp_helpers import ok, settings, text
 from redis.crc import key_slot
+from tls_helpers import CertificateAuthority, tls_support
 
 from orch_mcp import initialize_orchestration, receive_message, send_message
 from orch_mcp.config import OrchConfig, RedisConfig
@@ -137,6 +139,38 @@ def test_the_cli_watch_and_seed_api_work_on_a_cluster(cluster3: Cluster, env_for
                 stream.close()
 
 
+async def no_fault() -> str:
+    return "no fault"
+
+
+async def test_a_busy_session_on_a_tls_cluster(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """rediss+cluster:// with the REDIS_TLS_* settings: TLS to every node (the cluster bus too), client certs."""
+    if (missing := tls_support()) is not None:
+        pytest.skip(missing)
+    ca = CertificateAuthority(tmp_path)
+    files = TLSFiles(ca.pem, ca.issue("server", server=True), ca.issue("client", server=False))
+    with Cluster(masters=3, tls=files) as cluster:
+        config = RedisConfig(
+            url=cluster.url,
+            tls_ca_cert=str(files.ca.cert),
+            tls_cert=str(files.client.cert),
+            tls_key=str(files.client.key),
+            tls_verify="optional",  # the nodes' certificate names localhost; the cluster names them by 127.0.0.1
+        )
+        tally = Tally()
+        async with Team(config, "test") as team:
+            ok(await team.clients["summoner"].call_tool("init_session", {"max_children": CHILDREN}))
+            async with anyio.create_task_group() as tg:
+                for n in range(1, CHILDREN + 1):
+                    tg.start_soon(team.chocobo, n)
+                await team.phase(tally, no_fault)
+                tg.cancel_scope.cancel()
+    show(capsys, tally.line("TLS cluster"))
+    assert cluster.url.startswith("rediss+cluster://")
+    assert len(tally.sent) == TASKS and tally.lost == [] and tally.errors == []
+    assert all(rec["state"] == "done" for rec in tally.records.values())
+
+
 # ---------------------------------------------------------------- a busy session, and a fault in its middle
 
 CHILDREN = 2
@@ -196,8 +230,8 @@ class Tally:
 class Team:
     """A summoner, a moogle and CHILDREN chocobos, each an in-process MCP server on the same Redis URL."""
 
-    def __init__(self, url: str, namespace: str) -> None:
-        self.orch = OrchConfig(redis=RedisConfig(url=url), namespace=namespace)
+    def __init__(self, url: str | RedisConfig, namespace: str) -> None:
+        self.orch = OrchConfig(redis=url if isinstance(url, RedisConfig) else RedisConfig(url=url), namespace=namespace)
         self.clients: dict[str, Client] = {}
         #: The phase under way: the chocobos count into it.
         self.tally = Tally()
