@@ -14,7 +14,8 @@ from anyio.from_thread import BlockingPortal, start_blocking_portal
 from typing_extensions import Self
 
 from .config import RedisConfig
-from .redis_client import Redis, create_async_client, redis_errors
+from .redis_client import Redis, create_async_client
+from .redis_failures import redis_errors
 
 T = TypeVar("T")
 P = ParamSpec("P")

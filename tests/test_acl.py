@@ -26,7 +26,8 @@ from orch_mcp.embedded import EmbeddedRedis, find_redis_server, redis_version, w
 from orch_mcp.errors import ConfigError
 from orch_mcp.keys import NamespaceKeys, SessionKeys
 from orch_mcp.messages import TaskMessage
-from orch_mcp.redis_client import SCRIPT_NOPERM, Redis, create_async_client, redis_errors
+from orch_mcp.redis_client import Redis, create_async_client
+from orch_mcp.redis_failures import SCRIPT_NOPERM, redis_errors
 from orch_mcp.server import create_server
 from orch_mcp.sessions import Mode, SessionConfig, init_session
 from orch_mcp.settings import RedisSettings

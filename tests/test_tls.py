@@ -26,7 +26,8 @@ from tls_helpers import CertificateAuthority, Pem, TLSRedis, tls_support
 
 from orch_mcp.config import OrchConfig, RedisConfig
 from orch_mcp.errors import ConfigError
-from orch_mcp.redis_client import Redis, create_async_client, create_client, redis_errors
+from orch_mcp.redis_client import Redis, create_async_client, create_client
+from orch_mcp.redis_failures import redis_errors
 from orch_mcp.serve import UsageError, parse_settings
 from orch_mcp.server import create_server
 

@@ -15,7 +15,8 @@ from orch_mcp.config import RedisConfig
 from orch_mcp.delivery.lua import check_one_slot
 from orch_mcp.embedded import free_port
 from orch_mcp.errors import ConfigError, RedisUnavailableError
-from orch_mcp.redis_client import FAILOVER_HINT, create_async_client, create_client, redis_errors, transient
+from orch_mcp.redis_client import create_async_client, create_client
+from orch_mcp.redis_failures import FAILOVER_HINT, redis_errors, transient
 from orch_mcp.settings import RedisSettings
 from orch_mcp.urls import Target, masked, parse_target
 

@@ -12,7 +12,8 @@ from .. import acl
 from ..acl import AclUser
 from ..config import RedisConfig
 from ..errors import NoSessionError
-from ..redis_client import create_async_client, redis_errors
+from ..redis_client import create_async_client
+from ..redis_failures import redis_errors
 from ..sessions import SessionConfig, resolve_session
 from . import common
 

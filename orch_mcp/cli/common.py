@@ -19,7 +19,7 @@ import redis.exceptions as rexc
 
 from ..config import RedisConfig
 from ..errors import ConfigError, InvalidIdentifierError, NoSessionError, OrchError
-from ..redis_client import translate
+from ..redis_failures import translate
 from ..sessions import SessionConfig
 from .flags import EXIT_ERROR as EXIT_ERROR
 from .flags import EXIT_INTERRUPTED as EXIT_INTERRUPTED

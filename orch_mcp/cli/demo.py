@@ -149,7 +149,8 @@ async def play(args: argparse.Namespace, cfg: RedisConfig, demo: Demo, logs: Ser
 
     from .. import sessions
     from ..keys import NamespaceKeys
-    from ..redis_client import create_async_client, redis_errors
+    from ..redis_client import create_async_client
+    from ..redis_failures import redis_errors
     from ..utils import new_id
     from .demo_team import run_team
 

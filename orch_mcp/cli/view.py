@@ -13,7 +13,8 @@ from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from ..redis_client import Redis, create_async_client, redis_errors
+from ..redis_client import Redis, create_async_client
+from ..redis_failures import redis_errors
 from ..sessions import SessionConfig, resolve_session
 from ..snapshot import ChildView, EventView, SessionSnapshot
 from . import common

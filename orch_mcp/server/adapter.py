@@ -17,7 +17,7 @@ from mcp_types import CallToolResult, TextContent
 from pydantic import BaseModel
 
 from ..errors import OrchError
-from ..redis_client import redis_errors, through_failover, transient
+from ..redis_failures import redis_errors, through_failover, transient
 from .arguments import unknown_arguments_text
 from .settings import POLL_S
 from .state import ServerState

@@ -14,7 +14,7 @@ from .. import delivery
 from ..agents import AsyncChild
 from ..delivery import Heartbeat, ReportOutcome, Taken
 from ..messages import ShutdownMessage
-from ..redis_client import through_failover
+from ..redis_failures import through_failover
 from . import texts
 from .adapter import _Progress, _result, _state, tool_adapter, wait_adapter
 from .models import TaskInfo, TaskWait, TimeoutArg, YourQueue

@@ -15,7 +15,7 @@ from ..agents import AsyncParent
 from ..delivery import TaskListing, TaskRecord, TaskState
 from ..delivery.listing import DEFAULT_LIMIT, MAX_LIMIT
 from ..messages import ReportMessage
-from ..redis_client import through_failover
+from ..redis_failures import through_failover
 from . import texts
 from .adapter import _Progress, _result, _state, tool_adapter, wait_adapter
 from .models import Report, ReportWait, SentTask, Shutdown, TaskIdArg, TaskStateArg, TaskView, TimeoutArg
