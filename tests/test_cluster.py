@@ -167,7 +167,7 @@ async def test_a_busy_session_on_a_tls_cluster(tmp_path: Path, capsys: pytest.Ca
                 tg.cancel_scope.cancel()
     show(capsys, tally.line("TLS cluster"))
     assert cluster.url.startswith("rediss+cluster://")
-    assert len(tally.sent) == TASKS and tally.lost == [] and tally.errors == []
+    assert len(tally.sent) == TASKS and tally.lost == [] and tally.errors == [] and tally.refused == []
     assert all(rec["state"] == "done" for rec in tally.records.values())
 
 
@@ -189,6 +189,8 @@ class Tally:
     reported: Counter[str] = field(default_factory=Counter)
     taken: Counter[str] = field(default_factory=Counter)
     errors: list[str] = field(default_factory=list)
+    #: Reports refused because the attempt was over (the task had been delivered again): not errors of the bus.
+    refused: list[str] = field(default_factory=list)
     records: dict[str, dict[str, Any]] = field(default_factory=dict)
     fault: str = ""
     #: When the fault was set off and when it had landed (the new master serving), on anyio's clock.
@@ -221,7 +223,8 @@ class Tally:
         return (
             f"{what}: {self.fault}; tasks sent {len(self.sent)}, reported {len(self.reported)} "
             f"(reports twice {sum(1 for n in self.reported.values() if n > 1)}), redelivered {self.redelivered}, "
-            f"lost {len(self.lost)}; records {dict(states)}; error answers {len(self.errors)}; during the fault "
+            f"lost {len(self.lost)}; records {dict(states)}; error answers {len(self.errors)}, reports refused "
+            f"{len(self.refused)}; during the fault "
             f"{self.during(self.sent_at)} sends began and {self.during(self.reported_at)} reports came"
             + "".join(f"\n  error: {e[:300]}" for e in self.errors[:3])
         )
@@ -274,6 +277,7 @@ class Team:
                 await self.call(f"chocobo{n}", "report", {"task_id": task_id, "result": f"done by {n}"}, tally) is None
             ):
                 if "unreachable" not in tally.errors[-1]:
+                    tally.refused.append(tally.errors.pop())
                     break  # refused (e.g. stale after a redelivery): the agent moves on
                 await anyio.sleep(0.1)
 
@@ -381,6 +385,7 @@ async def test_cluster_failover_then_kill_9_mid_session(
     assert all(rec["state"] in ("done", "missing") for rec in killed.records.values()), killed.records
     assert killed.lost == killed.dropped  # a task is either done and reported, or was never written at all
     assert all("unreachable" in e for e in failover.errors + killed.errors)
+    assert len(failover.refused) <= failover.redelivered and len(killed.refused) <= killed.redelivered
 
 
 # ---------------------------------------------------------------- Sentinel: 1 master, 1 replica, 3 Sentinels
@@ -428,3 +433,7 @@ async def test_sentinel_failover_mid_session(
     assert all(rec["state"] in ("done", "missing") for rec in tally.records.values()), tally.records
     assert tally.lost == tally.dropped and len(tally.lost) <= 5, tally.line("sentinel")
     assert all("unreachable" in e for e in tally.errors), tally.errors[:3]  # each error said: a failover, call again
+    # A report refused is one of a task given out twice (its earlier attempt was over), and said so.
+    assert len(tally.refused) <= tally.redelivered and all("call wait_for_task" in e for e in tally.refused), (
+        tally.refused
+    )
