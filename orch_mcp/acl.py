@@ -14,6 +14,9 @@ the transition scripts, whose commands Redis checks one by one) and the keys and
   doorbell); the session config and its tombstone read-only. Redis asks for read and write access to every key
   passed to a script (EVALSHA), so a selector allows EVALSHA over the keys its scripts are given, while the
   commands inside the scripts are checked against the root rules, where the config is read-only.
+
+On a Redis Cluster every user also gets what redis-py's cluster client runs on its own (CLUSTER_CLIENT), and the
+users are created on every node; behind Sentinel on the master and every replica (ACL users are per server).
 """
 
 from __future__ import annotations
@@ -24,13 +27,16 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal, cast
 
+from .config import RedisConfig
 from .delivery import scripts, scripts_recovery
 from .delivery.lua import Transition
 from .delivery.reaper import _LOCK as REAPER_LOCK
 from .errors import ConfigError
 from .keys import NamespaceKeys, normal_sessions_pattern, summoner_sessions_pattern
-from .redis_client import Redis
+from .redis_client import Redis, create_async_client
+from .redis_failures import redis_errors
 from .sessions import SessionConfig
+from .topology import Server, servers
 
 AclRole = Literal["summoner", "moogle", "chocobo"]
 MIN_REDIS = (7, 0)
@@ -38,6 +44,11 @@ MIN_REDIS = (7, 0)
 #: What redis-py sends on a connection: AUTH/HELLO, SELECT for a db, PING (health checks). (It also tries CLIENT
 #: SETINFO, Redis 7.2+, and goes on if refused.)
 CONNECTION = ("auth", "hello", "select", "ping", "quit", "reset")
+#: What redis-py's cluster client runs on its own (redis/cluster.py, redis/asyncio/cluster.py): CLUSTER SLOTS when it
+#: starts and after a MOVED or a lost node; COMMAND when it starts (its table of where each command's keys are), and
+#: COMMAND GETKEYS for a command whose keys move (XREAD); ASKING before a command redirected by ASK while a slot
+#: migrates. (READONLY only when reading from replicas, which ours does not.)
+CLUSTER_CLIENT = ("cluster|slots", "command", "asking")
 #: How redis-py runs a registered script (EVALSHA, and SCRIPT LOAD after NOSCRIPT).
 SCRIPTING = ("evalsha", "script|load")
 #: What the chocobo's server runs outside its scripts.
@@ -149,25 +160,29 @@ def username(namespace: str, role: AclRole, session_id: str | None = None, child
     return ".".join(parts)
 
 
-def summoner_user(namespace: str) -> AclUser:
-    """The namespace's summoner: every session of the namespace, and the namespace's keys."""
+def _client(cluster: bool) -> tuple[str, ...]:
+    return CLUSTER_CLIENT if cluster else ()
+
+
+def summoner_user(namespace: str, *, cluster: bool = False) -> AclUser:
+    """The namespace's summoner: every session of the namespace, and the namespace's keys (`cluster`: on a cluster)."""
     summoner, normal = summoner_sessions_pattern(), normal_sessions_pattern(namespace)
     rules = [
         "resetkeys",
         "resetchannels",
-        *_commands(CONNECTION, SCRIPTING, SUMMONER_DIRECT, script_commands(ALL_SCRIPTS)),
+        *_commands(CONNECTION, SCRIPTING, SUMMONER_DIRECT, script_commands(ALL_SCRIPTS), _client(cluster)),
         *_keys([NamespaceKeys(namespace).pattern, summoner.pattern, normal.pattern]),
         f"&{summoner.monitor}",
     ]
     return AclUser("summoner", username(namespace, "summoner"), tuple(rules))
 
 
-def moogle_user(cfg: SessionConfig) -> AclUser:
+def moogle_user(cfg: SessionConfig, *, cluster: bool = False) -> AclUser:
     """The session's moogle: every key of the session, its tombstone read-only."""
     rules = [
         "resetkeys",
         "resetchannels",
-        *_commands(CONNECTION, SCRIPTING, PARENT_DIRECT, script_commands(ALL_SCRIPTS)),
+        *_commands(CONNECTION, SCRIPTING, PARENT_DIRECT, script_commands(ALL_SCRIPTS), _client(cluster)),
         *_keys([cfg.keys.pattern]),
         *_keys([NamespaceKeys(cfg.namespace).cleaned(cfg.session_id)], read_only=True),
         *([f"&{cfg.monitor_channel}"] if cfg.monitor_channel else []),
@@ -175,7 +190,7 @@ def moogle_user(cfg: SessionConfig) -> AclUser:
     return AclUser("moogle", username(cfg.namespace, "moogle", cfg.session_id), tuple(rules))
 
 
-def chocobo_user(cfg: SessionConfig, child_id: int) -> AclUser:
+def chocobo_user(cfg: SessionConfig, child_id: int, *, cluster: bool = False) -> AclUser:
     """Chocobo `child_id`: its own keys, the bookkeeping its scripts write, its report path; the config read-only."""
     k = cfg.keys
     own = [k.tasks(child_id), k.inflight(child_id), k.records(child_id), k.presence(child_id)]
@@ -188,7 +203,7 @@ def chocobo_user(cfg: SessionConfig, child_id: int) -> AclUser:
     rules = [
         "resetkeys",
         "resetchannels",
-        *_commands(CONNECTION, SCRIPTING, CHILD_DIRECT, script_commands(CHILD_SCRIPTS)),
+        *_commands(CONNECTION, SCRIPTING, CHILD_DIRECT, script_commands(CHILD_SCRIPTS), _client(cluster)),
         *_keys([*own, *shared, *path]),
         *_keys([k.config, NamespaceKeys(cfg.namespace).cleaned(cfg.session_id)], read_only=True),
         *([f"&{cfg.monitor_channel}"] if cfg.monitor_channel else []),
@@ -197,9 +212,9 @@ def chocobo_user(cfg: SessionConfig, child_id: int) -> AclUser:
     return AclUser("chocobo", username(cfg.namespace, "chocobo", cfg.session_id, child_id), tuple(rules), child_id)
 
 
-def session_users(cfg: SessionConfig) -> list[AclUser]:
+def session_users(cfg: SessionConfig, *, cluster: bool = False) -> list[AclUser]:
     """The session's moogle and chocobos 1..max_children."""
-    return [moogle_user(cfg), *(chocobo_user(cfg, n) for n in cfg.child_ids)]
+    return [moogle_user(cfg, cluster=cluster), *(chocobo_user(cfg, n, cluster=cluster) for n in cfg.child_ids)]
 
 
 def labels(users: Sequence[AclUser]) -> list[str]:
@@ -227,13 +242,34 @@ async def server_version(r: Redis) -> tuple[int, int, str]:
     return parts[0], parts[1], text
 
 
-async def apply(r: Redis, users: Sequence[AclUser], secrets_: dict[str, str]) -> None:
-    """Create or reset the users (ACL SETUSER), after checking the server is Redis >= 7.0."""
+async def _require_redis_7(r: Redis, where: str) -> None:
     major, minor, text = await server_version(r)
     if (major, minor) < MIN_REDIS:
         raise ConfigError(
-            f"Redis {text} has no per-role ACL users (read-only key patterns and selectors need Redis 7.0 or newer): "
-            "run Redis 7 (e.g. `docker compose up -d`) to use `orch-mcp acl --apply`"
+            f"Redis {text}{where} has no per-role ACL users (read-only key patterns and selectors need Redis 7.0 or "
+            "newer): run Redis 7 (e.g. `docker compose up -d`) to use `orch-mcp acl --apply`"
         )
-    for user in users:
-        await r.execute_command(*user.setuser_args(secrets_[user.label]))
+
+
+async def apply(cfg: RedisConfig, r: Redis, users: Sequence[AclUser], secrets_: dict[str, str]) -> list[Server]:
+    """Create or reset the users (ACL SETUSER) on every server `cfg` names (`r`: its client), after checking that
+    each is Redis >= 7.0; the servers they were created on."""
+    targets = await servers(cfg, r)
+    if len(targets) == 1 and targets[0].config is cfg:  # one server: the client at hand
+        await _require_redis_7(r, "")
+        for user in users:
+            await r.execute_command(*user.setuser_args(secrets_[user.label]))
+        return targets
+    clients = [create_async_client(s.config) for s in targets]
+    try:
+        for server, client in zip(targets, clients, strict=True):  # every node is checked before any user is made
+            with redis_errors(server.config):
+                await _require_redis_7(client, f" on {server.role} {server.address}")
+        for server, client in zip(targets, clients, strict=True):
+            with redis_errors(server.config):
+                for user in users:
+                    await client.execute_command(*user.setuser_args(secrets_[user.label]))
+    finally:
+        for client in clients:
+            await client.aclose()
+    return targets

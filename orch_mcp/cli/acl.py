@@ -15,6 +15,8 @@ from ..errors import NoSessionError
 from ..redis_client import create_async_client
 from ..redis_failures import redis_errors
 from ..sessions import SessionConfig, resolve_session
+from ..topology import Server
+from ..urls import topology
 from . import common
 
 EPILOG = """\
@@ -87,17 +89,20 @@ def serve_env(
 async def _run(args: argparse.Namespace) -> dict[str, Any]:
     cfg = common.redis_config(args)
     namespace = common.namespace(args)
+    kind = topology(cfg.redis_url)
+    cluster = kind == "cluster"  # the users also get what redis-py's cluster client runs on its own
     client = create_async_client(cfg)
+    applied: list[Server] = []
     try:
         with redis_errors(cfg):
             session = None
             if args.only != "summoner":
                 session = await resolve_session(client, namespace, args.session)
-            users = [] if args.only == "session" else [acl.summoner_user(namespace)]
-            users += acl.session_users(session) if session is not None else []
+            users = [] if args.only == "session" else [acl.summoner_user(namespace, cluster=cluster)]
+            users += acl.session_users(session, cluster=cluster) if session is not None else []
             secrets_ = acl.passwords(users, dict(args.user_password))
             if args.apply:
-                await acl.apply(client, users, secrets_)
+                applied = await acl.apply(cfg, client, users, secrets_)
     finally:
         with anyio.CancelScope(shield=True):
             await client.aclose()
@@ -107,7 +112,9 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
         "prefix": session.prefix if session else None,
         "mode": session.mode if session else None,
         "redis": cfg.display_url,
+        "topology": kind,
         "applied": bool(args.apply),
+        "applied_on": [{"address": s.address, "role": s.role} for s in applied],
         "users": [
             {
                 "role": u.role,
@@ -126,8 +133,21 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
 def render(doc: dict[str, Any]) -> str:
     """The users for people: each role's user, password, rules and serve command."""
     where = f"session {doc['session_id']} ({doc['mode']} mode)" if doc["session_id"] else "the namespace"
-    state = "created on" if doc["applied"] else "NOT created yet (run again with --apply) on"
-    lines = [f"ACL users of {where}, namespace {doc['namespace']}: {state} Redis at {doc['redis']}", ""]
+    kind = {"single": "Redis", "cluster": "the Redis Cluster", "sentinel": "the Sentinel-watched Redis"}[
+        doc["topology"]
+    ]
+    if not doc["applied"]:
+        state = f"NOT created yet (run again with --apply) on {kind} at {doc['redis']}"
+    elif doc["topology"] == "single":
+        state = f"created on Redis at {doc['redis']}"
+    else:
+        nodes = doc["applied_on"]
+        roles = ", ".join(f"{n['address']} ({n['role']})" for n in nodes)
+        state = (
+            f"created on each of the {len(nodes)} servers of {kind} at {doc['redis']}: {roles} (ACL users are per "
+            "server: run --apply again after adding a node)"
+        )
+    lines = [f"ACL users of {where}, namespace {doc['namespace']}: {state}", ""]
     for user in doc["users"]:
         env = " ".join(f"{name}={shlex.quote(value)}" for name, value in user["env"].items())
         lines += [
