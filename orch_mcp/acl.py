@@ -27,6 +27,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal, cast
 
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
 from .config import RedisConfig
 from .delivery import scripts, scripts_recovery
 from .delivery.lua import Transition
@@ -264,7 +267,13 @@ async def apply(cfg: RedisConfig, r: Redis, users: Sequence[AclUser], secrets_: 
     try:
         for server, client in zip(targets, clients, strict=True):  # every node is checked before any user is made
             with redis_errors(server.config):
-                await _require_redis_7(client, f" on {server.role} {server.address}")
+                try:
+                    await _require_redis_7(client, f" on {server.role} {server.address}")
+                except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+                    raise ConfigError(
+                        f"{server.role} {server.address} does not answer ({exc}), and ACL users are per server: "
+                        "bring it back (or remove it from the setup), then run `orch-mcp acl --apply` again"
+                    ) from exc
         for server, client in zip(targets, clients, strict=True):
             with redis_errors(server.config):
                 for user in users:

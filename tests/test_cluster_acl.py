@@ -225,6 +225,19 @@ class migrating:  # a context manager read as a phrase
                 c.execute_command("CLUSTER", "SETSLOT", self.slot, "STABLE")
 
 
+async def test_acl_apply_refuses_while_a_node_is_down(capsys: pytest.CaptureFixture[str]) -> None:
+    with Cluster(masters=1, replicas_each=1) as small:
+        down = small.nodes[1]
+        down.kill()
+        argv = ["--only", "summoner", "--apply", "--url", small.url, "--namespace", NS]
+        assert await anyio.to_thread.run_sync(acl_cli.main, argv) == 1
+        err = capsys.readouterr().err
+        assert f"replica {down.address} does not answer" in err and "ACL users are per server" in err
+        assert len(err.strip().splitlines()) == 1
+        with small.nodes[0].client() as c:
+            assert c.acl_users() == ["default"]  # nothing made anywhere
+
+
 # ---------------------------------------------------------------- Sentinel
 
 
