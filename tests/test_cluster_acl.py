@@ -262,7 +262,7 @@ async def test_acl_apply_behind_sentinel_survives_a_failover(capsys: pytest.Capt
                 assert user["username"] in c.acl_users()
 
         reset_acl_log(sentinels.client(s) for s in sentinels.servers)
-        with anyio.fail_after(40):
+        with anyio.fail_after(60):
             async with AsyncExitStack() as stack:
                 moogle = await stack.enter_async_context(role_client(doc, "moogle", "moogle", None, cfg.prefix))
                 chocobo = await stack.enter_async_context(role_client(doc, "chocobo-1", "chocobo", 1, cfg.prefix))
