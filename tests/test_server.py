@@ -169,7 +169,7 @@ async def test_summoner_argument_errors(orch_config: OrchConfig) -> None:
     async with team_of(orch_config) as team:
         summoner = team["summoner"]
         assert "must be at least 1" in error(await summoner.call_tool("init_session", {"max_children": 0}))
-        assert "must be at most 64" in error(await summoner.call_tool("init_session", {"max_children": 65}))
+        assert "must be at most 1000" in error(await summoner.call_tool("init_session", {"max_children": 1001}))
         assert "'summoner' or 'normal'" in error(await summoner.call_tool("init_session", {"mode": "fast"}))
         assert "must be at least 1" in error(await summoner.call_tool("init_session", {"ttl_s": 0}))
         bad_id = error(await summoner.call_tool("get_session", {"session_id": "a*b"}))

@@ -144,7 +144,7 @@ async def test_bad_full_prefixes_are_refused(r: Redis, bad: str) -> None:
     ("kwargs", "words"),
     [
         ({"max_children": 0}, "max_children"),
-        ({"max_children": 65}, "max_children"),
+        ({"max_children": 1001}, "max_children"),
         ({"max_children": True}, "max_children"),
         ({"ttl_s": 0}, "ttl_s"),
         ({"ttl_s": -3}, "ttl_s"),
