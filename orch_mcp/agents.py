@@ -7,6 +7,7 @@ very same `AsyncParent` / `AsyncChild` coroutines on it.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -14,6 +15,7 @@ from . import delivery
 from .claimant import Claimant
 from .config import DEFAULT_MAX_MESSAGE_BYTES
 from .delivery import OnSlice, ReportOutcome, SessionStatus, TaskRecord
+from .delivery.reaper import REAP_EVERY_S
 from .errors import SessionGoneError
 from .messages import ReportMessage, ReportStatus, ShutdownMessage, TaskMessage
 from .redis_client import Redis
@@ -45,6 +47,7 @@ class AsyncParent(Claimant):
         self.token = delivery.presence_token()
         self.claimed = False
         self._unacked: bytes | None = None
+        self._reap_tried = float("-inf")
 
     async def claim(self, wait_s: float = 0.0) -> bool:
         """Claim (or renew) the session's one parent, waiting up to `wait_s` for a lapsed holder; like AsyncChild."""
@@ -131,7 +134,12 @@ class AsyncParent(Claimant):
         return await delivery.requeue_task(self.r, self.session, task_id, child_id)
 
     async def reap(self) -> int:
-        """Run the session's reaper (unless another server just did); never fails the caller."""
+        """Run the session's reaper (unless this parent tried or another server ran it in the last REAP_EVERY_S: a
+        run holds the reaper's lock that long); never fails the caller."""
+        now = time.monotonic()
+        if now - self._reap_tried < REAP_EVERY_S:
+            return 0
+        self._reap_tried = now
         try:
             return await delivery.reap(self.r, self.session, self.token)
         except SessionGoneError:

@@ -44,6 +44,8 @@ class Taken:
     cancelled: list[str] = field(default_factory=list)
     #: The delivery number of the task taken (its record's delivery_count), to name in report and heartbeat.
     attempt: int = 0
+    #: Messages left in the child's queue right after the take, when the take read it (None: not read).
+    queued: int | None = None
 
 
 async def take_task(
@@ -92,7 +94,7 @@ async def take(
             if reply[0] == "ok":
                 task = parse_message(reply[2])
                 if isinstance(task, TaskMessage):
-                    taken.attempt = int(reply[1])
+                    taken.attempt, taken.queued = int(reply[1]), int(reply[3])
                     return task
             elif reply[0] in ("cancelled", "failed"):
                 if reply[0] == "cancelled":

@@ -68,7 +68,8 @@ return {'ok'}
 # KEYS: config, tasks, inflight, records, task_child, counts, last_seen, status, presence, leases, reports,
 # doorbell, dead. ARGV: ctx, child, presence token ('' = unfenced).
 # The fast path of a take: with the in-flight list empty, move the next message into it; if the list
-# then holds exactly one message and it is a task recorded for this child, claim it and return it.
+# then holds exactly one message and it is a task recorded for this child, claim it and return it (with the
+# number of messages left in the queue).
 # Anything else ({'check'}) the caller reads, validates and settles message by message.
 TRY_TAKE = Transition(
     "try_take",
@@ -88,7 +89,7 @@ if not ok or type(msg) ~= 'table' or msg['type'] ~= 'task' or type(msg['task_id'
   return {'check'}
 end
 local res = claim(K, ARGV[2], raw, msg['task_id'], nil)
-if res[1] == 'ok' then return {'ok', res[2], raw} end
+if res[1] == 'ok' then return {'ok', res[2], raw, redis.call('LLEN', KEYS[2])} end
 if res[1] == 'cancelled' or res[1] == 'failed' then return res end
 return {'check'}
 """,

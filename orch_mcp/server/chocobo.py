@@ -47,7 +47,9 @@ async def wait_for_task(
     child_id = state.settings.child_id or 0
     session = child.session if child is not None else state.session
     queued = 0
-    if session is not None:
+    if taken.queued is not None:  # the take read it
+        queued = taken.queued
+    elif session is not None:
         queued = await through_failover(
             state.settings.orch.redis, lambda: delivery.queue_depth(state.redis, session, child_id)
         )

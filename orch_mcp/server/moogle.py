@@ -90,13 +90,11 @@ async def wait_for_report(
             state.delivered(ctx.request_id, parent.unacknowledged if report is not None else None)
             # Counted while this server's waits are held off: the report just returned is the only one taken.
             counted = parent
-            left = await through_failover(
-                config, lambda: delivery.outstanding(counted.r, counted.session, returned=int(report is not None))
-            )
+            left, offline = await through_failover(config, lambda: _counts(counted, returned=int(report is not None)))
         else:  # another wait of this server held the turn for the whole timeout
             parent = await state.moogle()
-            left = await delivery.outstanding(parent.r, parent.session)
-    offline = await through_failover(config, parent.offline)
+            counted = parent
+            left, offline = await through_failover(config, lambda: _counts(counted))
     waited = progress.waited()
     note = texts.offline_note(offline)
     if report is None:
@@ -123,6 +121,36 @@ async def wait_for_report(
         offline=offline,
     )
     return _result(out, note + texts.report_text(report, left))
+
+
+async def _counts(parent: AsyncParent, returned: int = 0) -> tuple[delivery.Outstanding, list[delivery.OfflineChild]]:
+    """The session's outstanding counts and its offline children, read at once (the two round trips overlap).
+
+    Each read keeps its own error, raised here as it is: a task group would wrap it in an exception group, which
+    the tool adapter would not recognise.
+    """
+    left: list[delivery.Outstanding] = []
+    offline: list[list[delivery.OfflineChild]] = []
+    errors: list[Exception] = []
+
+    async def read_left() -> None:
+        try:
+            left.append(await delivery.outstanding(parent.r, parent.session, returned=returned))
+        except Exception as exc:
+            errors.append(exc)
+
+    async def read_offline() -> None:
+        try:
+            offline.append(await parent.offline())
+        except Exception as exc:
+            errors.append(exc)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(read_left)
+        tg.start_soon(read_offline)
+    if errors:
+        raise errors[0]
+    return left[0], offline[0]
 
 
 @tool_adapter
