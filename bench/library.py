@@ -51,9 +51,9 @@ async def child_loop(child: AsyncChild) -> None:
 async def pong_loop(b: Redis, ping: str, pong: str) -> None:
     """Raw client B: pop from `ping`, push it onto `pong`, until it pops STOP."""
     while True:
-        popped = await b.blpop([ping], 0)
+        popped = await b.blpop([ping], 1)  # in slices: a blocking command may not outlast the socket timeout
         if popped is None:
-            raise RuntimeError("BLPOP without timeout returned nothing")
+            continue
         if popped[1] == STOP:
             return
         await b.rpush(pong, popped[1])
@@ -165,34 +165,45 @@ async def flow(count: int, send: Callable[[int], Awaitable[None]], collect: Call
     return time.perf_counter() - start
 
 
-async def throughput(pair: Pair, count: int, rounds: int) -> tuple[float, float]:
-    """Tasks per second through the library and raw, in alternating rounds of count/rounds tasks each."""
-    parent, a = pair.parent, pair.a
-    children = pair.session.max_children
+async def library_flow(pair: Pair, count: int) -> float:
+    """Seconds to send `count` tasks round robin to the children through the library and collect their reports."""
+    parent, children = pair.parent, pair.session.max_children
 
-    async def lib_send(i: int) -> None:
+    async def send(i: int) -> None:
         await parent.send_task(i % children + 1, f"task {i}")
 
-    async def lib_collect() -> None:
+    async def collect() -> None:
         if await parent.wait_for_report(WAIT_S) is None:
             raise RuntimeError("no report within the wait")
 
-    async def raw_send(i: int) -> None:
-        await a.rpush(pair.pings[i % children], f"task {i}")
+    return await flow(count, send, collect)
 
-    async def raw_collect() -> None:
+
+async def raw_flow(pair: Pair, count: int) -> float:
+    """The same shape with plain RPUSH/BLPOP: seconds for `count` items."""
+    a, pings = pair.a, pair.pings
+
+    async def send(i: int) -> None:
+        await a.rpush(pings[i % len(pings)], f"task {i}")
+
+    async def collect() -> None:
         if await a.blpop([pair.pong], WAIT_S) is None:
             raise RuntimeError("no raw reply within the wait")
 
+    return await flow(count, send, collect)
+
+
+async def throughput(pair: Pair, count: int, rounds: int) -> tuple[float, float]:
+    """Tasks per second through the library and raw, in alternating rounds of count/rounds tasks each."""
     per_round = max(1, count // rounds)
     lib_s = raw_s = 0.0
     for i in range(rounds):
         if i % 2 == 0:
-            lib_s += await flow(per_round, lib_send, lib_collect)
-            raw_s += await flow(per_round, raw_send, raw_collect)
+            lib_s += await library_flow(pair, per_round)
+            raw_s += await raw_flow(pair, per_round)
         else:
-            raw_s += await flow(per_round, raw_send, raw_collect)
-            lib_s += await flow(per_round, lib_send, lib_collect)
+            raw_s += await raw_flow(pair, per_round)
+            lib_s += await library_flow(pair, per_round)
     total = per_round * rounds
     return total / lib_s, total / raw_s
 

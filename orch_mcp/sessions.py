@@ -345,25 +345,34 @@ async def cleanup_session(r: Redis, cfg: SessionConfig) -> CleanupResult:
 async def touch_session(r: Redis, cfg: SessionConfig, *, force: bool = False) -> bool:
     """Renew the TTL of every key of an active session (one pipeline, a fixed number of keys), at most every
     TOUCH_INTERVAL_S. EXPIRE never creates a key, so a session that is gone stays gone."""
-    return await _touch(r, cfg, cfg.prefix, cfg.keys.fixed_keys(cfg.max_children), force)
+    if not _due(cfg, cfg.prefix, force):
+        return False
+    await _expire(r, cfg, cfg.keys.fixed_keys(cfg.max_children))  # the names are made only when due (4 per child)
+    return True
 
 
 async def touch_child(r: Redis, cfg: SessionConfig, child_id: int, *, force: bool = False) -> bool:
     """Renew the TTL of child `child_id`'s own keys (a child touches nothing else)."""
-    return await _touch(r, cfg, f"{cfg.prefix}:{child_id}", cfg.keys.child_keys(child_id), force)
+    if not _due(cfg, f"{cfg.prefix}:{child_id}", force):
+        return False
+    await _expire(r, cfg, cfg.keys.child_keys(child_id))
+    return True
 
 
-async def _touch(r: Redis, cfg: SessionConfig, who: str, keys: list[str], force: bool) -> bool:
+def _due(cfg: SessionConfig, who: str, force: bool) -> bool:
+    """Whether `who`'s keys are due for a refresh (noted as refreshed now if so)."""
     now = time.monotonic()
-    interval = min(TOUCH_INTERVAL_S, cfg.ttl_s / 4)
-    if not force and now - _last_touch.get(who, float("-inf")) < interval:
+    if not force and now - _last_touch.get(who, float("-inf")) < min(TOUCH_INTERVAL_S, cfg.ttl_s / 4):
         return False
     _last_touch[who] = now
+    return True
+
+
+async def _expire(r: Redis, cfg: SessionConfig, keys: list[str]) -> None:
     async with r.pipeline(transaction=False) as pipe:
         for key in keys:
             pipe.expire(key, cfg.ttl_s)
         await pipe.execute()
-    return True
 
 
 def check_child(cfg: SessionConfig, child_id: int) -> int:
