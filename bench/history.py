@@ -260,7 +260,7 @@ async def measure(url: str, ctx: Context) -> list[Figure]:
         wide = await new_session(1000)
         narrow = await new_session(10)
         for name, op in FIGURES[:2]:
-            ours, baseline = await timed_pair(op, m, wide, narrow, runs)
+            ours, baseline = await timed_pair(op, m, wide, narrow, ctx.n(30, 10))  # 0.1 s a call at 1,000
             commands = await commands_per_call(op, m, wide)
             figures.append(
                 Figure(

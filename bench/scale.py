@@ -11,6 +11,7 @@ the one-child p99, measured in the same run.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import multiprocessing
 import random
 import time
@@ -104,16 +105,27 @@ def spread(layouts: list[tuple[SessionConfig, list[int]]], processes: int) -> li
 async def measure(url: str, ctx: Context) -> list[Figure]:
     config = RedisConfig(url=url)
     admin = create_async_client(config)
-    parent_r = create_async_client(config)
+    clients: list[Redis] = []
+    made = itertools.count()
+
+    def parent_of(cfg: SessionConfig) -> AsyncParent:
+        """A parent, a new client every CHILDREN_PER_CLIENT parents (each wait holds a connection)."""
+        if next(made) % CHILDREN_PER_CLIENT == 0:
+            clients.append(create_async_client(config))
+        return AsyncParent(clients[-1], cfg)
+
     big_children, sessions, per_session = ctx.n(500, 200), ctx.n(100, 40), 5
     one = await init_session(admin, namespace="bench-one", max_children=1)
     big = await init_session(admin, namespace="bench-big", max_children=big_children)
     many = [await init_session(admin, namespace="bench-many", max_children=per_session) for _ in range(sessions)]
-    layouts = [
-        Layout("1 child", [AsyncParent(parent_r, one)]),
-        Layout(f"{big_children} children in one session", [AsyncParent(parent_r, big)]),
-        Layout(f"{sessions} sessions x {per_session} children", [AsyncParent(parent_r, s) for s in many]),
-    ]
+    layouts: list[Layout] = []
+    for name, configs in [
+        ("1 child", [one]),
+        (f"{big_children} children in one session", [big]),
+        (f"{sessions} sessions x {per_session} children", many),
+    ]:
+        layouts.append(Layout(name))
+        layouts[-1].parents = [parent_of(cfg) for cfg in configs]
     ctx_spawn = multiprocessing.get_context("spawn")
     procs = [ctx_spawn.Process(target=children_process, args=(url, [(one.model_dump_json(), [1])]), daemon=True)]
     crowd = [(big, list(big.child_ids))] + [(s, list(s.child_ids)) for s in many]
@@ -131,8 +143,8 @@ async def measure(url: str, ctx: Context) -> list[Figure]:
                 layout.samples.append(await layout.wake_once(rng))
     finally:
         await stop(admin, layouts, [one, big, *many], procs)
-        await parent_r.aclose()
-        await admin.aclose()
+        for r in [*clients, admin]:
+            await r.aclose()
     base = layouts[0].samples
     figures = [
         Figure(
@@ -176,17 +188,18 @@ async def warm_up(layouts: list[Layout]) -> None:
 async def stop(
     admin: Redis, layouts: list[Layout], sessions: list[SessionConfig], procs: Sequence[BaseProcess]
 ) -> None:
-    """Shut every child down, wait for the processes, remove the sessions."""
-    for layout in layouts:
-        for parent in layout.parents:
-            await parent.shutdown()
-    for p in procs:
-        await asyncio.to_thread(p.join, 30)
-        if p.is_alive():
-            p.terminate()
-    for layout in layouts:
-        for parent in layout.parents:
-            await parent.wait_for_report(0.01)
+    """Shut every child down, wait for the processes (ending those that do not stop), remove the sessions."""
+    try:
+        for layout in layouts:
+            for parent in layout.parents:
+                await parent.shutdown()
+        for p in procs:
+            await asyncio.to_thread(p.join, 30)
+    finally:
+        for p in procs:
+            if p.is_alive():
+                p.terminate()
+                p.join(5)
     for s in sessions:
         await cleanup_session(admin, s)
 

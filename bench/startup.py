@@ -76,7 +76,7 @@ async def measure(url: str, ctx: Context) -> list[Figure]:
     await start_once(chocobo)
     times: dict[str, list[float]] = {"echo": [], "orch": []}
     rss: dict[str, list[float]] = {"echo": [], "orch": []}
-    for i in range(ctx.n(12, 2)):
+    for i in range(ctx.n(8, 2)):
         order = (("echo", echo), ("orch", chocobo)) if i % 2 == 0 else (("orch", chocobo), ("echo", echo))
         for name, params in order:
             seconds, resident = await start_once(params)
