@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any, cast
 
 from ..errors import (
@@ -219,22 +220,22 @@ async def take_report(
         if on_slice is not None:
             await on_slice()
         await touch_session(r, cfg)
-        # First what is already in flight: taken by a wait that was cancelled, or put back by restore_report.
-        pending = await _in_flight(r, cfg, unacked)
+        # First what is already in flight (taken by a wait that was cancelled, or put back by restore_report),
+        # then, in summoner mode, the oldest waiting report, which the same round trip moved in behind them.
+        look = await _first_look(r, cfg, unacked, counts=stop_when_idle)
         unacked = None
-        for raw in pending:
+        for raw in look.reports:
             found = await _accept_report(r, cfg, raw, max_bytes)
             if found is not None:
                 return found
-        # Read before looking at the report queues: a report that arrives after this read comes from a task
-        # counted here as working, so "nothing active, and no report found next" means none can come.
-        active = await _active_tasks(r, cfg) if stop_when_idle else 1
+        active = look.active if stop_when_idle else 1
         for block in (None, seconds) if seconds >= MIN_BLOCK_S else (None,):
-            while (moved := await _move_report(r, cfg, block, sweep)) is not None:
-                sweep, block = False, None
-                found = await _accept_report(r, cfg, moved, max_bytes)
-                if found is not None:
-                    return found
+            if block is not None or not look.drained:  # a look that found the queue empty needs no second one
+                while (moved := await _move_report(r, cfg, block, sweep)) is not None:
+                    sweep, block = False, None
+                    found = await _accept_report(r, cfg, moved, max_bytes)
+                    if found is not None:
+                        return found
             if active == 0:
                 return _IDLE
         return None
@@ -252,21 +253,47 @@ class _Idle:
 _IDLE = _Idle()
 
 
-async def _active_tasks(r: Redis, cfg: SessionConfig) -> int:
-    """How many tasks of the session are queued or working (from the counts the transition scripts keep)."""
-    queued, working = await r.hmget(cfg.keys.counts, ["queued", "working"])
-    return max(0, int(queued or 0)) + max(0, int(working or 0))
+@dataclass
+class _Look:
+    """What the first look of a wait's slice found."""
+
+    #: The reports in flight before the look, then the one it moved in (summoner mode), oldest first.
+    reports: list[bytes]
+    #: Tasks queued or working (from the counts the transition scripts keep), when asked for.
+    active: int
+    #: Summoner mode: no report was waiting (a non-blocking move now would find none either).
+    drained: bool
 
 
-async def _in_flight(r: Redis, cfg: SessionConfig, ack: bytes | None) -> list[bytes]:
-    """Acknowledge `ack`, then read the parent's in-flight reports (one round trip)."""
+async def _first_look(r: Redis, cfg: SessionConfig, ack: bytes | None, *, counts: bool) -> _Look:
+    """In one round trip: acknowledge `ack`, read the parent's in-flight reports, the active count (with `counts`),
+    and in summoner mode move the oldest waiting report into the in-flight list behind them.
+
+    The counts are read before the move: a report that arrives after this read comes from a task counted here
+    as working, so "nothing active, and no report found next" means none can come.
+    """
+    keys = cfg.keys
+    move = cfg.mode == "summoner"
     async with r.pipeline(transaction=False) as pipe:
         if ack is not None:
-            pipe.lrem(cfg.keys.reports_inflight, 1, cast(Any, ack))  # its exact bytes (redis-py annotates str)
-        pipe.execute_command("LRANGE", cfg.keys.reports_inflight, 0, -1, **RAW)
-        *_, pending = await pipe.execute()
-    items: list[bytes] = pending
-    return items
+            pipe.lrem(keys.reports_inflight, 1, cast(Any, ack))  # its exact bytes (redis-py annotates str)
+        pipe.execute_command("LRANGE", keys.reports_inflight, 0, -1, **RAW)
+        if counts:
+            pipe.hmget(keys.counts, ["queued", "working"])
+        if move:
+            pipe.execute_command("LMOVE", keys.reports, keys.reports_inflight, "LEFT", "RIGHT", **RAW)
+            pipe.expire(keys.reports_inflight, cfg.ttl_s)
+        replies = await pipe.execute()
+    replies = replies[1:] if ack is not None else replies
+    reports: list[bytes] = list(replies[0])
+    active = 1
+    if counts:
+        queued, working = replies[1]
+        active = max(0, int(queued or 0)) + max(0, int(working or 0))
+    moved = replies[1 + counts] if move else None
+    if moved is not None:
+        reports.append(bytes(moved))
+    return _Look(reports, active, drained=move and moved is None)
 
 
 async def restore_report(r: Redis, cfg: SessionConfig, raw: bytes) -> None:
