@@ -168,6 +168,15 @@ async def round_trips(url: str, ctx: Context) -> list[Figure]:
             WAKE_UP_TARGET,
             "vs one echo call",
         ),
+        Figure(
+            "wake-up: send_task -> pending wait_for_task returns (p99)",
+            ms(p99(wakes)),
+            ms(p99(one)),
+            "ms",
+            "le",
+            WAKE_UP_TARGET,
+            "the same, 99th percentiles",
+        ),
     ]
 
 

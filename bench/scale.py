@@ -148,13 +148,13 @@ async def measure(url: str, ctx: Context) -> list[Figure]:
     base = layouts[0].samples
     figures = [
         Figure(
-            "wake-up p99, library, 1 child (the baseline below)",
+            "wake-up, library, 1 child: p99 (baseline column: its p50)",
             ms(p99(base)),
             ms(p50(base)),
             "ms",
             "report",
             None,
-            "ours = p99, baseline column = p50 of the same samples",
+            "the 1-child p99 is the baseline of the two rows below",
         )
     ]
     for layout in layouts[1:]:
