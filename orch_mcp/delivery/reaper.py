@@ -41,14 +41,24 @@ async def reap(r: Redis, cfg: SessionConfig, token: str) -> int:
         return 0
     keys = cfg.keys
     async with r.pipeline(transaction=False) as pipe:
-        for n in cfg.child_ids:
-            pipe.exists(keys.presence(n))
-            pipe.llen(keys.inflight(n))
+        pipe.hgetall(keys.last_seen)
+        pipe.execute_command("TIME")  # the clock last_seen comes from
         pipe.zrangebyscore(keys.leases, "-inf", unix_ms(), start=0, num=_DEADLINES_PER_RUN)
-        *per_child, expired = await pipe.execute()
+        seen, (seconds, micros), expired = await pipe.execute()
     taken_back = 0
     grace = int(ABSENT_AFTER_S * 1000)
-    for n, present, in_flight in zip(cfg.child_ids, per_child[::2], per_child[1::2], strict=True):
+    now_ms = int(seconds) * 1000 + int(micros) // 1000
+    # Only a child unseen for the grace can be absent (a live server renews last_seen every few seconds; the
+    # script checks again): the others cost nothing here, however many children the session has.
+    unseen = [n for n in cfg.child_ids if now_ms - _ms_or_0(seen.get(str(n))) >= grace]
+    per_child: list[int] = []
+    if unseen:
+        async with r.pipeline(transaction=False) as pipe:
+            for n in unseen:
+                pipe.exists(keys.presence(n))
+                pipe.llen(keys.inflight(n))
+            per_child = await pipe.execute()
+    for n, present, in_flight in zip(unseen, per_child[::2], per_child[1::2], strict=True):
         if not present and in_flight:
             outcome = await scripts_recovery.REAP_ABSENT(
                 r,
@@ -82,6 +92,11 @@ async def reap(r: Redis, cfg: SessionConfig, token: str) -> int:
             )
             taken_back += outcome[0] == "ok"
     return taken_back
+
+
+def _ms_or_0(stamp: str | None) -> int:
+    """A last_seen stamp (ms), 0 when missing or unreadable (as the reaper's script reads it)."""
+    return int(stamp) if stamp and stamp.isdigit() else 0
 
 
 class OfflineChild(BaseModel):
