@@ -87,10 +87,17 @@ async def wait_for_report(
                 return parent, found
 
             parent, report = await progress.while_redis_is_down(wait)
-            state.delivered(ctx.request_id, parent.unacknowledged if report is not None else None)
             # Counted while this server's waits are held off: the report just returned is the only one taken.
             counted = parent
-            left, offline = await through_failover(config, lambda: _counts(counted, returned=int(report is not None)))
+            try:
+                left, offline = await through_failover(
+                    config, lambda: _counts(counted, returned=int(report is not None))
+                )
+            except BaseException:
+                if report is not None:  # this answer is lost (Redis went away, or a cancel): the next wait returns it
+                    parent.keep_unacknowledged()
+                raise
+            state.delivered(ctx.request_id, parent.unacknowledged if report is not None else None)
         else:  # another wait of this server held the turn for the whole timeout
             parent = await state.moogle()
             counted = parent
