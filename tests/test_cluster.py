@@ -322,9 +322,10 @@ class Team:
                             halfway.set()
                     elif got["status"] == "idle" and faulted.is_set() and len(tally.sent) == TASKS:
                         break  # nothing queued, working or waiting: every task that exists is reported
-        for task_id in tally.sent:
-            rec = await self.call("moogle", "get_task", {"task_id": task_id}, tally)
-            tally.records[task_id] = rec or {"state": "missing"}
+        for task_id in tally.sent:  # a task whose creation a failover dropped has no record: "missing", not an error
+            result = await self.clients["moogle"].call_tool("get_task", {"task_id": task_id})
+            assert not result.is_error or "no task" in text(result), text(result)
+            tally.records[task_id] = {"state": "missing"} if result.is_error else (result.structured_content or {})
 
 
 # ---------------------------------------------------------------- 3 masters + 3 replicas: CLUSTER FAILOVER, kill -9
@@ -432,7 +433,8 @@ async def test_sentinel_failover_mid_session(
     # took in the last moment before it was cut off from its replica (min-replicas-max-lag is 1 s): counted above.
     assert all(rec["state"] in ("done", "missing") for rec in tally.records.values()), tally.records
     assert tally.lost == tally.dropped and len(tally.lost) <= 5, tally.line("sentinel")
-    assert all("unreachable" in e for e in tally.errors), tally.errors[:3]  # each error said: a failover, call again
+    other = [e for e in tally.errors if "unreachable" not in e]
+    assert not other, other  # each error said: a failover, call again
     # A report refused is one of a task given out twice (its earlier attempt was over), and said so.
     assert len(tally.refused) <= tally.redelivered and all("call wait_for_task" in e for e in tally.refused), (
         tally.refused
