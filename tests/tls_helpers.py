@@ -116,16 +116,22 @@ def tls_support(binary: str | None = None) -> str | None:
     binary = binary or find_redis_server()
     try:
         done = subprocess.run(
-            [binary, "--port", "0", "--tls-port", "0", "--save", "", "--logfile", ""],  # a TLS build exits: no port
+            # Certificates that do not exist: a TLS build refuses them and exits before it listens on anything.
+            [
+                *(binary, "--port", "0", "--tls-port", "1", "--save", "", "--logfile", ""),
+                *("--tls-cert-file", "/nonexistent/orch.pem", "--tls-key-file", "/nonexistent/orch.key"),
+            ],
             capture_output=True,
             text=True,
             timeout=10,
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
         return f"{binary} cannot be run: {exc}"
-    if "Bad directive" in done.stdout + done.stderr:
+    said = done.stdout + done.stderr
+    # Redis without TLS does not know the directive; Valkey knows it but has no TLS connection type built in.
+    if "Bad directive" in said or "Failed finding TLS support" in said:
         return (
-            f"{binary} was built without TLS (it does not know --tls-port); point ORCH_REDIS_SERVER at a TLS build "
+            f"{binary} was built without TLS (it cannot listen with TLS); point ORCH_REDIS_SERVER at a TLS build "
             "such as Debian's /usr/bin/redis-server"
         )
     return None
