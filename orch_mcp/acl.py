@@ -33,7 +33,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from .config import RedisConfig
 from .delivery import scripts, scripts_recovery
 from .delivery.lua import Transition
-from .delivery.reaper import _LOCK as REAPER_LOCK
+from .delivery.reaper import LOCK as REAPER_LOCK
 from .errors import ConfigError
 from .keys import NamespaceKeys, normal_sessions_pattern, summoner_sessions_pattern
 from .redis_client import Redis, create_async_client

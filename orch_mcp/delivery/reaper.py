@@ -26,7 +26,7 @@ ABSENT_AFTER_S = 2 * PRESENCE_TTL_S
 _DEADLINES_PER_RUN = 100
 
 # KEYS: config, reaper lock. ARGV: ctx, token, ms. The lock of one run (never on a session that is gone).
-_LOCK = Transition(
+LOCK = Transition(
     "reaper_lock",
     """
 if redis.call('SET', KEYS[2], ARGV[2], 'NX', 'PX', ARGV[3]) then return {'ok'} end
@@ -37,7 +37,7 @@ return {'busy'}
 
 async def reap(r: Redis, cfg: SessionConfig, token: str) -> int:
     """One reaper run, unless another ran in the last REAP_EVERY_S; returns how many tasks it took back."""
-    if (await _LOCK(r, cfg, [cfg.keys.reaper], [token, int(REAP_EVERY_S * 1000)]))[0] != "ok":
+    if (await LOCK(r, cfg, [cfg.keys.reaper], [token, int(REAP_EVERY_S * 1000)]))[0] != "ok":
         return 0
     keys = cfg.keys
     async with r.pipeline(transaction=False) as pipe:
